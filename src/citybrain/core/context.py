@@ -1,0 +1,147 @@
+"""The running platform's shared state, built once by create_app and passed down."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic_settings import BaseSettings
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from citybrain.core.apps import AppSpec
+from citybrain.core.bus import Bus, Event
+from citybrain.core.db import Database, OutboxRow, UnitOfWork, utcnow
+from citybrain.core.i18n import I18n
+from citybrain.core.permissions import Actor, Permission
+from citybrain.core.settings import Settings
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound=BaseSettings)
+Authenticator = Callable[["AppContext", "Request"], Actor | None]
+
+
+@dataclass
+class AppContext:
+    """Settings, storage, bus, catalogue and the enabled apps of one running platform."""
+
+    settings: Settings
+    apps: list[AppSpec]
+    db: Database
+    bus: Bus
+    i18n: I18n
+    permissions: dict[str, Permission]
+    app_settings: dict[str, BaseSettings] = field(default_factory=dict)
+    authenticators: list[Authenticator] = field(default_factory=list)
+    relay: OutboxRelay | None = None
+
+    def uow(self, actor: Actor, action: str) -> UnitOfWork:
+        """A unit of work for one service operation; its events are relayed after commit."""
+        return UnitOfWork(self.db, actor, action, on_commit=self.relay.kick if self.relay else None)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session."""
+        with self.db.read() as session:
+            yield session
+
+    def app(self, label: str) -> AppSpec | None:
+        """The enabled app with this label, if any."""
+        return next((spec for spec in self.apps if spec.label == label), None)
+
+    def app_setting(self, label: str, cls: type[T]) -> T:
+        """An app's typed settings."""
+        value = self.app_settings[label]
+        if not isinstance(value, cls):
+            raise TypeError(f"settings of {label!r} are not {cls.__name__}")
+        return value
+
+
+def _event_class(path: str) -> type[Event]:
+    """Import an event class from `module:QualName`."""
+    module, _, qualname = path.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Event)):
+        raise TypeError(f"{path} is not an Event")
+    return obj
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows to the bus in order; kicked after each commit, polls as a fallback."""
+
+    def __init__(self, db: Database, bus: Bus, poll_seconds: float = 1.0) -> None:
+        """Prepare the relay; `start()` runs it on the current event loop."""
+        self.db, self.bus, self.poll_seconds = db, bus, poll_seconds
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def kick(self) -> None:
+        """Wake the relay (safe from any thread)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def start(self) -> None:
+        """Start relaying on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run(), name="citybrain-outbox-relay")
+
+    async def stop(self) -> None:
+        """Publish what is pending, then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def flush(self) -> int:
+        """Publish every pending row; return how many were published."""
+        published = 0
+        while True:
+            rows = await asyncio.to_thread(self._pending)
+            if not rows:
+                return published
+            for row_id, event_type, payload in rows:
+                event = _event_class(event_type).model_validate_json(payload)
+                await self.bus.publish(event)
+                await asyncio.to_thread(self._mark, row_id)
+                published += 1
+
+    def _pending(self, limit: int = 200) -> list[tuple[int, str, str]]:
+        with self.db.read() as session:
+            stmt = (
+                select(OutboxRow.id, OutboxRow.event_type, OutboxRow.payload)
+                .where(OutboxRow.published_at.is_(None))
+                .order_by(OutboxRow.id)
+                .limit(limit)
+            )
+            return [(r.id, r.event_type, r.payload) for r in session.execute(stmt)]
+
+    def _mark(self, row_id: int) -> None:
+        with self.db.write_sessions.begin() as session:
+            session.execute(update(OutboxRow).where(OutboxRow.id == row_id).values(published_at=utcnow()))

@@ -1,0 +1,284 @@
+"""Storage: SQLAlchemy 2 models, engines, sessions and the unit of work that audits every write."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, Engine, Integer, MetaData, String, Text, create_engine, event, inspect
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from citybrain.core.permissions import Actor
+
+if TYPE_CHECKING:
+    from citybrain.core.bus import Event
+    from citybrain.core.settings import Settings
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes; store UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of every table; tables are named `<label>_<thing>`."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class TimestampMixin:
+    """`created_at` and `updated_at`, kept by the database layer."""
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AuditedMixin:
+    """Every insert, update and delete of this model is written to the audit ledger."""
+
+    __audited__: ClassVar[bool] = True
+
+
+class DepartmentOwnedMixin:
+    """Rows owned by a department; queries are filtered by the actor's department scope."""
+
+    department_id: Mapped[int] = mapped_column(Integer, index=True)
+
+
+class OutboxRow(Base):
+    """An event written in the same transaction as the change it announces, published after commit."""
+
+    __tablename__ = "core_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+
+class WriteOutsideService(RuntimeError):
+    """An audited table was written without a unit of work (that is, not through a service)."""
+
+
+def snapshot(obj: Any, *, before: bool) -> dict[str, Any]:
+    """Column values of an ORM object, as committed (`before`) or as pending."""
+    state = inspect(obj)
+    values: dict[str, Any] = {}
+    for attr in state.mapper.column_attrs:
+        value = getattr(obj, attr.key)
+        if before:
+            history = state.attrs[attr.key].history
+            if history.deleted:
+                value = history.deleted[0]
+        values[attr.key] = value
+    return values
+
+
+def digest(values: dict[str, Any] | None) -> str:
+    """SHA-256 of the canonical JSON of a snapshot ('' for none)."""
+    if values is None:
+        return ""
+    import hashlib
+
+    text = json.dumps(values, sort_keys=True, default=str, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _object_ref(obj: Any) -> str:
+    """`<table>:<primary key>` for the ledger."""
+    state = inspect(obj)
+    pk = ",".join(str(v) for v in state.mapper.primary_key_from_instance(obj))
+    return f"{state.mapper.local_table.name}:{pk}"
+
+
+def _audited(obj: Any) -> bool:
+    return bool(getattr(obj, "__audited__", False))
+
+
+def _audit_after_flush(session: Session, _context: Any) -> None:
+    """Append a ledger record for every audited row the flush wrote."""
+    from citybrain.core import ledger
+
+    changes: list[tuple[str, Any, dict[str, Any] | None, dict[str, Any] | None]] = []
+    for obj in session.new:
+        if _audited(obj):
+            changes.append(("create", obj, None, snapshot(obj, before=False)))
+    for obj in session.dirty:
+        if _audited(obj) and session.is_modified(obj, include_collections=False):
+            changes.append(("update", obj, snapshot(obj, before=True), snapshot(obj, before=False)))
+    for obj in session.deleted:
+        if _audited(obj):
+            changes.append(("delete", obj, snapshot(obj, before=True), None))
+    if not changes:
+        return
+    uow: UnitOfWork | None = session.info.get("uow")
+    if uow is None:
+        raise WriteOutsideService("audited rows must be written through a service's unit of work")
+    for op, obj, before, after in changes:
+        ledger.append(
+            session.connection(),
+            actor=uow.actor.ref,
+            action=uow.action,
+            op=op,
+            obj=_object_ref(obj),
+            before=digest(before),
+            after=digest(after),
+        )
+
+
+class Database:
+    """Engines and sessions for one running app; SQLite writes take the lock up front."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Create the engines (and the data directory for SQLite)."""
+        self.url = settings.db_url
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self.engine = self._sqlite_engine(settings, "BEGIN")
+            self.write_engine = self._sqlite_engine(settings, "BEGIN IMMEDIATE")
+        else:
+            self.engine = create_engine(self.url, echo=settings.sql_echo, pool_pre_ping=True)
+            self.write_engine = self.engine
+        self.read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        for maker in (self.read_sessions, self.write_sessions):
+            event.listen(maker, "after_flush", _audit_after_flush)
+
+    @staticmethod
+    def _sqlite_engine(settings: Settings, begin: str) -> Engine:
+        engine = create_engine(
+            settings.db_url,
+            echo=settings.sql_echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(begin)
+
+        return engine
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading; an audited write in it fails."""
+        with self.read_sessions() as session:
+            yield session
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+        if self.write_engine is not self.engine:
+            self.write_engine.dispose()
+
+
+class UnitOfWork:
+    """One service operation: one transaction, its ledger records and its outbox events, all or nothing."""
+
+    def __init__(
+        self, db: Database, actor: Actor, action: str, on_commit: Callable[[], None] | None = None
+    ) -> None:
+        """Prepare a unit of work for `actor` doing `action` (e.g. `identity.user.create`)."""
+        self.db = db
+        self.actor = actor
+        self.action = action
+        self._on_commit = on_commit
+        self._emitted = False
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        """The unit's session."""
+        if self._session is None:
+            raise RuntimeError("unit of work used outside its `with` block")
+        return self._session
+
+    def __enter__(self) -> UnitOfWork:
+        """Begin the transaction."""
+        self._session = self.db.write_sessions()
+        self._session.info["uow"] = self
+        self._session.begin()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        """Commit if the block succeeded, otherwise roll everything back."""
+        session = self.session
+        try:
+            if exc_type is None:
+                session.commit()
+            else:
+                session.rollback()
+        finally:
+            session.close()
+            self._session = None
+        if exc_type is None and self._emitted and self._on_commit is not None:
+            self._on_commit()
+
+    def emit(self, event: Event) -> None:
+        """Queue an event; it is published only if the transaction commits."""
+        cls = type(event)
+        self.session.add(
+            OutboxRow(event_type=f"{cls.__module__}:{cls.__qualname__}", payload=event.model_dump_json())
+        )
+        self._emitted = True
+
+    def record(self, op: str, obj: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
+        """Append a ledger record for a write the ORM does not see (or an action such as a login)."""
+        from citybrain.core import ledger
+
+        ledger.append(
+            self.session.connection(),
+            actor=self.actor.ref,
+            action=self.action,
+            op=op,
+            obj=obj,
+            before=digest(before),
+            after=digest(after),
+        )

@@ -1,0 +1,125 @@
+"""The append-only, hash-chained audit ledger and its verification."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Index, String, insert, select, text, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from citybrain.core.db import Base, utcnow
+
+GENESIS = "0" * 64
+# Key of the PostgreSQL advisory lock that serialises appends to the chain.
+_PG_LOCK_KEY = 0x0C17B2A1
+
+
+class LedgerRecord(Base):
+    """One audited write: who did what to which object, with digests of the state before and after."""
+
+    __tablename__ = "core_ledger"
+    __table_args__ = (Index("ix_core_ledger_hash", "hash"),)
+
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(120))
+    op: Mapped[str] = mapped_column(String(20))
+    obj: Mapped[str] = mapped_column(String(200), index=True)
+    before: Mapped[str] = mapped_column(String(64))
+    after: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class LedgerHead(Base):
+    """The last record's sequence number and hash, so deleting the newest records is detected too."""
+
+    __tablename__ = "core_ledger_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int]
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+def chain_hash(
+    recorded_at: datetime, actor: str, action: str, op: str, obj: str, before: str, after: str, prev_hash: str
+) -> str:
+    """SHA-256 over a record's fields and its predecessor's hash."""
+    fields = [recorded_at.isoformat(), actor, action, op, obj, before, after, prev_hash]
+    return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
+
+
+def append(
+    conn: Connection, *, actor: str, action: str, op: str, obj: str, before: str, after: str
+) -> int:
+    """Append one record to the chain inside the caller's transaction; return its sequence number."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    head = conn.execute(select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)).first()
+    prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS)
+    # Microsecond precision survives every backend, so the hash can be recomputed from stored values.
+    recorded_at = utcnow()
+    digest = chain_hash(recorded_at, actor, action, op, obj, before, after, prev_hash)
+    seq = prev_seq + 1
+    conn.execute(
+        insert(LedgerRecord).values(
+            seq=seq, recorded_at=recorded_at, actor=actor, action=action, op=op, obj=obj,
+            before=before, after=after, prev_hash=prev_hash, hash=digest,
+        )
+    )
+    if head:
+        conn.execute(update(LedgerHead).where(LedgerHead.id == 1).values(seq=seq, hash=digest))
+    else:
+        conn.execute(insert(LedgerHead).values(id=1, seq=seq, hash=digest))
+    return seq
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of walking the chain."""
+
+    ok: bool
+    checked: int
+    seq: int | None = None
+    problem: str = ""
+
+    def __str__(self) -> str:
+        """A one-line human summary."""
+        if self.ok:
+            return f"ledger intact: {self.checked} records verified"
+        return f"ledger broken at record #{self.seq}: {self.problem} ({self.checked} records verified before it)"
+
+
+def verify(session: Session, batch: int = 5000) -> Verdict:
+    """Walk the chain in order and name the first edited, deleted or reordered record."""
+    prev_hash, prev_seq, checked = GENESIS, 0, 0
+    rows = session.execute(select(LedgerRecord).order_by(LedgerRecord.seq).execution_options(yield_per=batch))
+    for rec in rows.scalars():
+        expected = chain_hash(
+            rec.recorded_at, rec.actor, rec.action, rec.op, rec.obj, rec.before, rec.after, rec.prev_hash
+        )
+        if expected != rec.hash:
+            return Verdict(False, checked, rec.seq, "edited: its content no longer matches its hash")
+        if rec.prev_hash != prev_hash:
+            where = session.scalar(select(LedgerRecord.seq).where(LedgerRecord.hash == rec.prev_hash))
+            if where is not None and where != prev_seq:
+                return Verdict(
+                    False, checked, rec.seq,
+                    f"reordered: it follows record #{where} in the chain but is stored after #{prev_seq}",
+                )
+            return Verdict(
+                False, checked, rec.seq,
+                f"deleted: the record that preceded it in the chain (after #{prev_seq}) is missing",
+            )
+        prev_hash, prev_seq, checked = rec.hash, rec.seq, checked + 1
+    head = session.execute(select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)).first()
+    if head is not None and (head.seq, head.hash) != (prev_seq, prev_hash):
+        return Verdict(
+            False, checked, prev_seq + 1,
+            f"deleted: the chain ends at #{prev_seq} but the head records #{head.seq}",
+        )
+    return Verdict(True, checked)

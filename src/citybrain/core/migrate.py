@@ -1,0 +1,86 @@
+"""Alembic configuration built from the enabled apps: `citybrain db upgrade` and friends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.runtime.migration import MigrationContext
+from alembic.autogenerate import compare_metadata
+from sqlalchemy import MetaData
+
+from citybrain.core.context import AppContext
+from citybrain.core.db import Base
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def load_models(ctx: AppContext) -> None:
+    """Import the kernel's and every enabled app's models so their tables are known."""
+    import citybrain.core.ledger  # noqa: F401
+
+    for spec in ctx.apps:
+        spec.module("models")
+
+
+def alembic_config(ctx: AppContext) -> Config:
+    """An Alembic config whose version locations are the kernel's and the enabled apps' folders."""
+    load_models(ctx)
+    locations = [MIGRATIONS / "versions"]
+    locations += [spec.path / "migrations" for spec in ctx.apps if (spec.path / "migrations").is_dir()]
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "newline")
+    cfg.set_main_option("version_locations", "\n".join(str(p) for p in locations))
+    cfg.set_main_option("sqlalchemy.url", ctx.settings.db_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(ctx: AppContext, target: str = "heads") -> None:
+    """Bring the database schema up to date."""
+    cfg = alembic_config(ctx)
+    with ctx.db.write_engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, target)
+        conn.commit()
+
+
+def pending_changes(ctx: AppContext) -> list[object]:
+    """Differences between the migrated schema and the models of the enabled apps (empty when in sync)."""
+    load_models(ctx)
+    labels = {"core", *(spec.label for spec in ctx.apps)}
+    metadata = MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.tables.values():
+        if table.name.split("_", 1)[0] in labels:
+            table.to_metadata(metadata)
+    with ctx.db.engine.connect() as conn:
+        mc = MigrationContext.configure(conn, opts={"compare_type": True})
+        diffs = compare_metadata(mc, metadata)
+    return [d for d in diffs if not (isinstance(d, tuple) and d and d[0] == "remove_table"
+                                     and d[1].name == "alembic_version")]
+
+
+def revision(ctx: AppContext, label: str, message: str) -> None:
+    """Autogenerate a revision for one branch (`core` or an app label) from its models."""
+    cfg = alembic_config(ctx)
+    if label == "core":
+        folder = MIGRATIONS / "versions"
+    else:
+        spec = ctx.app(label)
+        if spec is None:
+            raise ValueError(f"no enabled app {label!r}")
+        folder = spec.path / "migrations"
+        folder.mkdir(exist_ok=True)
+    script = ScriptDirectory.from_config(cfg)
+    has_branch = any(label in (rev.branch_labels or ()) for rev in script.walk_revisions())
+    depends = None if label == "core" else "core@head"
+    with ctx.db.write_engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        cfg.attributes["branch"] = label
+        if has_branch:
+            command.revision(cfg, message, autogenerate=True, head=f"{label}@head", version_path=str(folder))
+        else:
+            command.revision(cfg, message, autogenerate=True, head="base", branch_label=label,
+                             version_path=str(folder), depends_on=depends)

@@ -1,0 +1,1 @@
+"""Alembic migrations: one environment, one branch for the kernel and one per app."""
