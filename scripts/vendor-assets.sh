@@ -10,7 +10,7 @@ fetch() {  # fetch PACKAGE@VERSION DIR FILE...
   rm -rf package && tar xzf "$(npm pack -q "$spec" | tail -1)"
   rm -rf "${dest:?}/$dir" && mkdir -p "$dest/$dir"
   for f in "$@"; do cp -r "package/$f" "$dest/$dir/"; done
-  cp package/LICENSE* "$dest/$dir/" 2>/dev/null || true
+  cp package/LICENSE* package/MIT-LICENCE* "$dest/$dir/" 2>/dev/null || true
   echo "$spec" > "$dest/$dir/VERSION"
 }
 fetch htmx.org@2.0.11 htmx dist/htmx.min.js

@@ -24,8 +24,8 @@ from citybrain.core.settings import Settings, load_settings
 BACKEND = os.environ.get("CITYBRAIN_TEST_DATABASE", "sqlite")
 PG_URL = os.environ.get("CITYBRAIN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_SERVICES = os.environ.get("CITYBRAIN_REQUIRE_SERVICES") == "1"
-TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"  # noqa: S105
-ADMIN_PASSWORD = "admin-password-123"  # noqa: S105
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+ADMIN_PASSWORD = "admin-password-123"
 
 
 def service_missing(what: str, error: Exception) -> None:
@@ -38,8 +38,14 @@ def service_missing(what: str, error: Exception) -> None:
 
 def make_settings(data_dir: Path, database_url: str | None = None, **overrides: object) -> Settings:
     """Development settings with a data directory of the test's own."""
-    return load_settings(data_dir=data_dir, database_url=database_url, secret_key=TEST_SECRET,
-                         mode="development", bus_url="memory://", **overrides)
+    return load_settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        secret_key=TEST_SECRET,
+        mode="development",
+        bus_url="memory://",
+        **overrides,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +80,14 @@ def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str 
 def _truncate(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        tables = [r[0] for r in conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                )
+            )
+        ]
         if tables:
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()
@@ -133,17 +145,31 @@ def seeded(ctx: AppContext) -> Seeded:
 
     roles = services.ensure_builtin_roles(ctx, SYSTEM)
     dept = services.create_department
-    root = dept(ctx, SYSTEM, schemas.DepartmentCreate(code="510700", name_zh="绵阳市人民政府", kind="municipal"))
+    root = dept(
+        ctx, SYSTEM, schemas.DepartmentCreate(code="510700", name_zh="绵阳市人民政府", kind="municipal")
+    )
     city = dept(ctx, SYSTEM, schemas.DepartmentCreate(code="dsj", name_zh="市大数据中心", parent_id=root.id))
-    d1 = dept(ctx, SYSTEM, schemas.DepartmentCreate(code="510703", name_zh="涪城区", kind="district",
-                                                     parent_id=root.id))
-    d2 = dept(ctx, SYSTEM, schemas.DepartmentCreate(code="510704", name_zh="游仙区", kind="district",
-                                                     parent_id=root.id))
-    admin = services.create_user(ctx, SYSTEM, schemas.UserCreate(
-        username="admin", display_name="平台管理员", department_id=city.id, password=ADMIN_PASSWORD))
+    d1 = dept(
+        ctx,
+        SYSTEM,
+        schemas.DepartmentCreate(code="510703", name_zh="涪城区", kind="district", parent_id=root.id),
+    )
+    d2 = dept(
+        ctx,
+        SYSTEM,
+        schemas.DepartmentCreate(code="510704", name_zh="游仙区", kind="district", parent_id=root.id),
+    )
+    admin = services.create_user(
+        ctx,
+        SYSTEM,
+        schemas.UserCreate(
+            username="admin", display_name="平台管理员", department_id=city.id, password=ADMIN_PASSWORD
+        ),
+    )
     services.assign_role(ctx, SYSTEM, admin.id, schemas.AssignmentCreate(role_id=roles["platform_admin"]))
-    return Seeded(root=root.id, city_dept=city.id, district=d1.id, other_district=d2.id, admin_id=admin.id,
-                  roles=roles)
+    return Seeded(
+        root=root.id, city_dept=city.id, district=d1.id, other_district=d2.id, admin_id=admin.id, roles=roles
+    )
 
 
 def login(client: TestClient, username: str, password: str) -> None:

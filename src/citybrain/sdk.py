@@ -9,8 +9,8 @@ from fastapi.responses import HTMLResponse
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from citybrain.core.apps import AppSpec, NavItem
-from citybrain.core.cli import with_context
 from citybrain.core.bus import Bus, Event
+from citybrain.core.cli import with_context
 from citybrain.core.context import AppContext
 from citybrain.core.db import (
     AuditedMixin,
@@ -33,7 +33,16 @@ from citybrain.core.errors import (
     ValidationFailed,
 )
 from citybrain.core.masking import mask_email, mask_id_number, mask_phone
-from citybrain.core.permissions import ALL, ANONYMOUS, SYSTEM, Actor, AllDepartments, Permission, Scope, merge_grants
+from citybrain.core.permissions import (
+    ALL,
+    ANONYMOUS,
+    SYSTEM,
+    Actor,
+    AllDepartments,
+    Permission,
+    Scope,
+    merge_grants,
+)
 from citybrain.core.web import (
     CSRF_COOKIE,
     LANG_COOKIE,
@@ -52,7 +61,7 @@ class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
 
-def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+def render(request: Request, template: str, /, status_code: int = 200, **values: Any) -> HTMLResponse:
     """Render an app page inside the shell (translation, navigation, CSRF token included)."""
     templates = request.app.state.templates
     response: HTMLResponse = templates.render(request, template, status_code=status_code, **values)

@@ -81,9 +81,21 @@ def _unavailable(reason: object) -> NoReturn:
     pytest.skip(message)
 
 
+async def _ignore(error: Exception) -> None:
+    """NATS error callback that stays quiet (failures are reported by _unavailable)."""
+
+
 async def _connect_or_skip() -> Client:
     try:
-        nc = await nats.connect(NATS_URL, allow_reconnect=False, connect_timeout=1)
+        # One quick try: nats-py keeps retrying an initial connect even with allow_reconnect=False.
+        nc = await nats.connect(
+            NATS_URL,
+            allow_reconnect=False,
+            connect_timeout=1,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0,
+            error_cb=_ignore,
+        )
     except Exception as exc:
         _unavailable(exc)
     try:
@@ -200,10 +212,19 @@ async def test_each_durable_gets_every_event(bus: Bus) -> None:
 
 
 async def test_subscribers_sharing_a_durable_split_the_work(bus: Bus) -> None:
-    seen_a, handler_a = recorder()
-    seen_b, handler_b = recorder()
-    bus.subscribe(Tick, handler_a, durable="shared")
-    bus.subscribe(Tick, handler_b, durable="shared")
+    seen_a: list[Event] = []
+    seen_b: list[Event] = []
+
+    async def slow_a(event: Tick) -> None:
+        await asyncio.sleep(0.01)  # busy for a while, so the other subscriber gets work meanwhile
+        seen_a.append(event)
+
+    async def slow_b(event: Tick) -> None:
+        await asyncio.sleep(0.01)
+        seen_b.append(event)
+
+    bus.subscribe(Tick, slow_a, durable="shared")
+    bus.subscribe(Tick, slow_b, durable="shared")
     await bus.start()
     for seq in range(20):
         await bus.publish(Tick(seq=seq))
@@ -263,7 +284,11 @@ async def test_always_failing_handler_is_dead_lettered_after_max_deliver(
     await bus.stop()
     assert len(calls) == 3
     [letter] = bus.dead_letters
-    assert (letter.durable, letter.subject, letter.event_id) == ("warning.broken", "test.tick", event.event_id)
+    assert (letter.durable, letter.subject, letter.event_id) == (
+        "warning.broken",
+        "test.tick",
+        event.event_id,
+    )
     assert "boom" in letter.error
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("warning.broken" in m and "test.tick" in m and str(event.event_id) in m for m in errors)
@@ -293,6 +318,43 @@ async def test_subscribe_rejects_bad_arguments(bus: Bus) -> None:
         bus.subscribe(Tick, handler, durable="other", max_deliver=0)
 
 
+# --- one backend only ------------------------------------------------------------------------------
+
+
+async def test_memory_stop_drains_events_published_by_handlers(memory_bus: InMemoryBus) -> None:
+    async def forward(event: Tick) -> None:
+        await asyncio.sleep(0.01)
+        await memory_bus.publish(UserCreated(user_id=event.seq, name="follow-up"))
+
+    seen: list[UserCreated] = []
+
+    async def receive(event: UserCreated) -> None:
+        await asyncio.sleep(0.01)
+        seen.append(event)
+
+    memory_bus.subscribe(Tick, forward, durable="forwarder")
+    memory_bus.subscribe(UserCreated, receive, durable="receiver")
+    await memory_bus.start()
+    await memory_bus.publish(Tick(seq=3))
+    await memory_bus.stop()
+
+    assert [(e.user_id, e.name) for e in seen] == [(3, "follow-up")]
+    assert memory_bus.dead_letters == []
+
+
+@pytest.mark.nats
+async def test_start_keeps_an_existing_streams_settings(nats_env: NatsEnv) -> None:
+    elsewhere = f"elsewhere-{nats_env.namespace}.>"
+    await nats_env.js.add_stream(name=nats_env.stream, subjects=[elsewhere], max_age=3600)
+    bus = nats_env.bus()
+    await bus.start()
+    await bus.publish(Tick(seq=1))
+
+    config = (await nats_env.js.stream_info(nats_env.stream)).config
+    assert config.subjects == [elsewhere, f"{nats_env.namespace}.>"]
+    assert config.max_age == 3600
+
+
 # --- NATS only -------------------------------------------------------------------------------------
 
 
@@ -307,7 +369,7 @@ async def test_events_wait_for_a_durable_that_is_not_running(nats_env: NatsEnv) 
 
     async def acked() -> bool:
         info = await nats_env.js.consumer_info(nats_env.stream, "audit")
-        return info.num_ack_pending == 0 and info.ack_floor.stream_seq == 1
+        return bool(info.num_ack_pending == 0 and info.ack_floor.stream_seq == 1)
 
     await eventually(acked)
     await first_run.stop()
@@ -337,10 +399,10 @@ async def test_unacked_event_is_redelivered_after_a_consumer_crash(nats_env: Nat
     crashed.subscribe(Tick, hang, durable="worker")
     await crashed.start()
     event = Tick(seq=1)
+    loop = asyncio.get_running_loop()
+    published_at = loop.time()
     await crashed.publish(event)
     await eventually(stuck.is_set)
-    loop = asyncio.get_running_loop()
-    stuck_at = loop.time()
 
     healthy = nats_env.bus(ack_wait=1.0)
     seen, handler = recorder()
@@ -348,8 +410,32 @@ async def test_unacked_event_is_redelivered_after_a_consumer_crash(nats_env: Nat
     await healthy.start()
     await eventually(lambda: len(seen) == 1)
     assert seen == [event]
-    assert loop.time() - stuck_at >= 0.9  # redelivered because ack_wait expired
+    assert loop.time() - published_at >= 0.95  # redelivered because ack_wait (1 s) expired
     assert healthy.dead_letters == []
+
+
+@pytest.mark.nats
+async def test_event_whose_last_attempt_never_finished_is_dead_lettered(nats_env: NatsEnv) -> None:
+    stuck = asyncio.Event()
+
+    async def hang(event: Tick) -> None:
+        stuck.set()
+        await asyncio.Event().wait()
+
+    crashed = nats_env.bus(ack_wait=1.0)
+    crashed.subscribe(Tick, hang, durable="once", max_deliver=1)
+    await crashed.start()
+    event = Tick(seq=1)
+    await crashed.publish(event)
+    await eventually(stuck.is_set)
+
+    healthy = nats_env.bus(ack_wait=1.0)
+    seen, handler = recorder()
+    healthy.subscribe(Tick, handler, durable="once", max_deliver=1)
+    await healthy.start()
+    await eventually(lambda: len(healthy.dead_letters) == 1)
+    assert healthy.dead_letters[0].event_id == event.event_id
+    assert seen == []  # its one attempt is used up: given up on, not retried
 
 
 @pytest.mark.nats
@@ -374,3 +460,9 @@ def test_create_bus_picks_the_backend_from_the_url() -> None:
     assert isinstance(create_bus("nats://127.0.0.1:4222", stream="S", namespace="ns"), NatsBus)
     with pytest.raises(ValueError, match="redis://localhost:6379"):
         create_bus("redis://localhost:6379")
+
+
+async def test_unreachable_nats_fails_fast_naming_the_url() -> None:
+    bus = NatsBus("nats://127.0.0.1:1", connect_timeout=0.5)
+    with pytest.raises(ConnectionError, match=r"nats://127\.0\.0\.1:1.*CITYBRAIN_BUS_URL"):
+        await bus.start()

@@ -31,22 +31,27 @@ LAYERS = ("base", "brain", "application", "entrance")
 def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> FastAPI:
     """Build one independent platform instance: nothing is shared with another create_app call."""
     ctx = build_context(settings, specs)
-    ctx.relay = OutboxRelay(ctx.db, ctx.bus)
+    relay = ctx.relay = OutboxRelay(ctx.db, ctx.bus)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await ctx.bus.start()
-        await ctx.relay.start() if ctx.relay else None
+        await relay.start()
         try:
             yield
         finally:
-            if ctx.relay:
-                await ctx.relay.stop()
+            await relay.stop()
             await ctx.bus.stop()
             ctx.db.dispose()
 
-    app = FastAPI(title="CityBrain 城市智脑", version=citybrain.__version__, lifespan=lifespan,
-                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    app = FastAPI(
+        title="CityBrain 城市智脑",
+        version=citybrain.__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
     app.state.ctx = ctx
     app.state.templates = templates = Templates(ctx)
     install_error_handlers(app)
@@ -56,14 +61,20 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
     for spec in ctx.apps:
         api = spec.module("api")
         if api is not None:
-            app.include_router(api.router, prefix=f"/api/{spec.label}", tags=[spec.label], dependencies=protect)
+            app.include_router(
+                api.router, prefix=f"/api/{spec.label}", tags=[spec.label], dependencies=protect
+            )
         views = spec.module("views")
         if views is not None:
-            app.include_router(views.router, prefix=f"/{spec.label}", include_in_schema=False,
-                               dependencies=protect)
+            app.include_router(
+                views.router, prefix=f"/{spec.label}", include_in_schema=False, dependencies=protect
+            )
         if (spec.path / "static").is_dir():
-            app.mount(f"/static/{spec.label}", StaticFiles(directory=spec.path / "static"),
-                      name=f"static-{spec.label}")
+            app.mount(
+                f"/static/{spec.label}",
+                StaticFiles(directory=spec.path / "static"),
+                name=f"static-{spec.label}",
+            )
 
     shell = APIRouter()
 
@@ -78,8 +89,13 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
         """Switch the interface language and go back."""
         target = next if next.startswith("/") and not next.startswith("//") else "/"
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(LANG_COOKIE, negotiate(code, settings.default_locale), max_age=365 * 86400,
-                            samesite="lax", secure=settings.secure_cookies)
+        response.set_cookie(
+            LANG_COOKIE,
+            negotiate(code, settings.default_locale),
+            max_age=365 * 86400,
+            samesite="lax",
+            secure=settings.secure_cookies,
+        )
         return response
 
     @shell.get("/healthz", include_in_schema=False)
@@ -94,12 +110,15 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
     app.include_router(shell)
 
     @app.middleware("http")
-    async def shell_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def shell_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         token = csrf_token(request)
         response = await call_next(request)
         if request.cookies.get(CSRF_COOKIE) != token:
-            response.set_cookie(CSRF_COOKIE, token, samesite="strict", secure=settings.secure_cookies,
-                                httponly=False)
+            response.set_cookie(
+                CSRF_COOKIE, token, samesite="strict", secure=settings.secure_cookies, httponly=False
+            )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -189,6 +189,7 @@ class _MemoryDurable:
     handlers: list[Handler[Any]] = field(default_factory=list)
     queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     turn: int = 0
+    busy: bool = False
 
     def next_handler(self) -> Handler[Any]:
         """Pick handlers round-robin, so subscribers sharing the durable compete for events."""
@@ -216,11 +217,14 @@ class InMemoryBus(Bus):
             self._spawn(self._consume(durable))
 
     async def stop(self) -> None:
-        """Wait until every queued event is handled, then stop the consumer tasks."""
+        """Wait until every queued event is handled (even ones published meanwhile), then stop."""
         if not self._running:
             return
+        durables = self._durables.values()
+        # Loop because a handler of one durable may publish to another durable that was already idle.
+        while any(durable.busy or not durable.queue.empty() for durable in durables):
+            await asyncio.gather(*(durable.queue.join() for durable in durables))
         self._running = False
-        await asyncio.gather(*(durable.queue.join() for durable in self._durables.values()))
         await self._cancel_tasks()
 
     async def publish(self, event: Event) -> None:
@@ -248,9 +252,11 @@ class InMemoryBus(Bus):
         """Handle the durable's events one at a time, in order."""
         while True:
             data = await durable.queue.get()
+            durable.busy = True
             try:
                 await self._deliver(durable, data)
             finally:
+                durable.busy = False
                 durable.queue.task_done()
 
     async def _deliver(self, durable: _MemoryDurable, data: str) -> None:
@@ -289,6 +295,7 @@ class NatsBus(Bus):
         namespace: str = "citybrain",
         retry_delay: float = 0.05,
         ack_wait: float = 30.0,
+        connect_timeout: float = 15.0,
     ) -> None:
         """Create a stopped bus; an event unacked after `ack_wait` seconds is redelivered."""
         super().__init__(retry_delay=retry_delay)
@@ -298,32 +305,40 @@ class NatsBus(Bus):
         self._stream = stream
         self._namespace = namespace
         self._ack_wait = ack_wait
+        self._connect_timeout = connect_timeout
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
 
     async def start(self) -> None:
-        """Connect (waiting for the server if needed), ensure the stream, and bind all consumers."""
+        """Connect (failing after `connect_timeout` s), ensure the stream, and bind all consumers."""
         if self._nc is not None:
             raise RuntimeError("bus already started")
         self._dead_letters.clear()
-        self._nc = await nats.connect(
-            self._url, name=f"citybrain-bus-{self._namespace}", max_reconnect_attempts=-1
-        )
-        self._js = self._nc.jetstream()
-        config = StreamConfig(name=self._stream, subjects=[f"{self._namespace}.>"])
         try:
-            await self._js.update_stream(config)
-        except NotFoundError:
-            await self._js.add_stream(config)
-        for sub in self._subscriptions:
-            self._spawn(self._consume(sub, await self._bind(sub)))
+            self._nc = await asyncio.wait_for(
+                nats.connect(self._url, name=f"citybrain-bus-{self._namespace}", max_reconnect_attempts=-1),
+                timeout=self._connect_timeout,
+            )
+        except TimeoutError:
+            raise ConnectionError(
+                f"cannot reach NATS at {self._url} within {self._connect_timeout:g} s (CITYBRAIN_BUS_URL)"
+            ) from None
+        self._js = self._nc.jetstream()
+        try:
+            await self._ensure_stream()
+            for sub in self._subscriptions:
+                self._spawn(self._consume(sub, await self._bind(sub)))
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         """Stop the fetch loops (unacked events are redelivered later), then drain the connection."""
-        nc, self._nc, self._js = self._nc, None, None
+        nc, self._nc = self._nc, None
         if nc is None:
             return
         await self._cancel_tasks()
+        self._js = None
         await nc.drain()
 
     async def publish(self, event: Event) -> None:
@@ -339,8 +354,21 @@ class NatsBus(Bus):
 
     def _attach(self, sub: _Subscription) -> None:
         """Bind and start consuming right away if the bus is running."""
-        if self._js is not None:
+        if self._nc is not None:
             self._spawn(self._bind_and_consume(sub))
+
+    async def _ensure_stream(self) -> None:
+        """Create the stream, or add the namespace's subjects to an existing one, keeping its settings."""
+        assert self._js is not None
+        subjects = f"{self._namespace}.>"
+        try:
+            info = await self._js.stream_info(self._stream)
+        except NotFoundError:
+            await self._js.add_stream(StreamConfig(name=self._stream, subjects=[subjects]))
+            return
+        if subjects not in (info.config.subjects or []):
+            new_subjects = [*(info.config.subjects or []), subjects]
+            await self._js.update_stream(info.config.evolve(subjects=new_subjects))
 
     def _wire_subject(self, subject: str) -> str:
         """Return the NATS subject of an event subject."""

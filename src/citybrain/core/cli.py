@@ -56,7 +56,9 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where the demo keeps its data.")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), default=None, help="Where the demo keeps its data."
+)
 def demo(host: str | None, port: int | None, data_dir: str | None) -> None:
     """Create or update the embedded demo database, seed Mianyang, and serve it."""
     settings = _settings(host=host, port=port, data_dir=data_dir, mode="development")
@@ -97,8 +99,14 @@ def _serve(settings: Settings, workers: int = 1) -> None:
 
     if workers > 1:
         click.echo("several workers: set CITYBRAIN_* in the environment; each worker builds its own app")
-        uvicorn.run("citybrain.core.asgi:app_from_env", factory=True, host=settings.host, port=settings.port,
-                    workers=workers, log_level="info")
+        uvicorn.run(
+            "citybrain.core.asgi:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level="info",
+        )
         return
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
@@ -176,7 +184,6 @@ def _add_app_commands() -> None:
         module = spec.module("cli")
         for command in getattr(module, "COMMANDS", ()) if module else ():
             cli.add_command(command)
-
 
 
 def main() -> None:

@@ -132,34 +132,43 @@ def _audited(obj: Any) -> bool:
     return bool(getattr(obj, "__audited__", False))
 
 
+def _audit_before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    """Remember the committed state of audited rows about to change (before defaults such as updated_at)."""
+    before: dict[int, dict[str, Any]] = session.info.setdefault("audit_before", {})
+    for obj in (*session.dirty, *session.deleted):
+        if _audited(obj) and id(obj) not in before:
+            before[id(obj)] = snapshot(obj, before=True)
+
+
 def _audit_after_flush(session: Session, _context: Any) -> None:
     """Append a ledger record for every audited row the flush wrote."""
     from citybrain.core import ledger
 
+    before: dict[int, dict[str, Any]] = session.info.pop("audit_before", {})
     changes: list[tuple[str, Any, dict[str, Any] | None, dict[str, Any] | None]] = []
     for obj in session.new:
         if _audited(obj):
             changes.append(("create", obj, None, snapshot(obj, before=False)))
     for obj in session.dirty:
         if _audited(obj) and session.is_modified(obj, include_collections=False):
-            changes.append(("update", obj, snapshot(obj, before=True), snapshot(obj, before=False)))
+            changes.append(("update", obj, before.get(id(obj)), snapshot(obj, before=False)))
     for obj in session.deleted:
         if _audited(obj):
-            changes.append(("delete", obj, snapshot(obj, before=True), None))
+            changes.append(("delete", obj, before.get(id(obj)), None))
     if not changes:
         return
     uow: UnitOfWork | None = session.info.get("uow")
     if uow is None:
         raise WriteOutsideService("audited rows must be written through a service's unit of work")
-    for op, obj, before, after in changes:
+    for op, obj, old, new in changes:
         ledger.append(
             session.connection(),
             actor=uow.actor.ref,
             action=uow.action,
             op=op,
             obj=_object_ref(obj),
-            before=digest(before),
-            after=digest(after),
+            before=digest(old),
+            after=digest(new),
         )
 
 
@@ -180,6 +189,7 @@ class Database:
         self.read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         for maker in (self.read_sessions, self.write_sessions):
+            event.listen(maker, "before_flush", _audit_before_flush)
             event.listen(maker, "after_flush", _audit_after_flush)
 
     @staticmethod

@@ -53,9 +53,7 @@ def chain_hash(
     return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
 
 
-def append(
-    conn: Connection, *, actor: str, action: str, op: str, obj: str, before: str, after: str
-) -> int:
+def append(conn: Connection, *, actor: str, action: str, op: str, obj: str, before: str, after: str) -> int:
     """Append one record to the chain inside the caller's transaction; return its sequence number."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
@@ -67,8 +65,16 @@ def append(
     seq = prev_seq + 1
     conn.execute(
         insert(LedgerRecord).values(
-            seq=seq, recorded_at=recorded_at, actor=actor, action=action, op=op, obj=obj,
-            before=before, after=after, prev_hash=prev_hash, hash=digest,
+            seq=seq,
+            recorded_at=recorded_at,
+            actor=actor,
+            action=action,
+            op=op,
+            obj=obj,
+            before=before,
+            after=after,
+            prev_hash=prev_hash,
+            hash=digest,
         )
     )
     if head:
@@ -91,7 +97,9 @@ class Verdict:
         """A one-line human summary."""
         if self.ok:
             return f"ledger intact: {self.checked} records verified"
-        return f"ledger broken at record #{self.seq}: {self.problem} ({self.checked} records verified before it)"
+        return (
+            f"ledger broken at record #{self.seq}: {self.problem} ({self.checked} records verified before it)"
+        )
 
 
 def verify(session: Session, batch: int = 5000) -> Verdict:
@@ -107,19 +115,25 @@ def verify(session: Session, batch: int = 5000) -> Verdict:
         if rec.prev_hash != prev_hash:
             where = session.scalar(select(LedgerRecord.seq).where(LedgerRecord.hash == rec.prev_hash))
             if where is not None and where != prev_seq:
-                return Verdict(
-                    False, checked, rec.seq,
-                    f"reordered: it follows record #{where} in the chain but is stored after #{prev_seq}",
+                problem = (
+                    f"reordered: it follows record #{where} in the chain but is stored after #{prev_seq}"
                 )
-            return Verdict(
-                False, checked, rec.seq,
-                f"deleted: the record that preceded it in the chain (after #{prev_seq}) is missing",
-            )
+                return Verdict(False, checked, rec.seq, problem)
+            if rec.seq == prev_seq + 1 and prev_seq > 0:
+                problem = (
+                    f"its link to record #{prev_seq} is broken: #{prev_seq} was edited and its hash "
+                    "recomputed, or a record between them was deleted and the rest renumbered"
+                )
+                return Verdict(False, checked, rec.seq, problem)
+            problem = f"deleted: the record that preceded it in the chain (after #{prev_seq}) is missing"
+            return Verdict(False, checked, rec.seq, problem)
         prev_hash, prev_seq, checked = rec.hash, rec.seq, checked + 1
     head = session.execute(select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)).first()
     if head is not None and (head.seq, head.hash) != (prev_seq, prev_hash):
         return Verdict(
-            False, checked, prev_seq + 1,
+            False,
+            checked,
+            prev_seq + 1,
             f"deleted: the chain ends at #{prev_seq} but the head records #{head.seq}",
         )
     return Verdict(True, checked)

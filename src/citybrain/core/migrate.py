@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-from alembic.runtime.migration import MigrationContext
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData
 
 from citybrain.core.context import AppContext
@@ -58,8 +58,11 @@ def pending_changes(ctx: AppContext) -> list[object]:
     with ctx.db.engine.connect() as conn:
         mc = MigrationContext.configure(conn, opts={"compare_type": True})
         diffs = compare_metadata(mc, metadata)
-    return [d for d in diffs if not (isinstance(d, tuple) and d and d[0] == "remove_table"
-                                     and d[1].name == "alembic_version")]
+    return [
+        d
+        for d in diffs
+        if not (isinstance(d, tuple) and d and d[0] == "remove_table" and d[1].name == "alembic_version")
+    ]
 
 
 def revision(ctx: AppContext, label: str, message: str) -> None:
@@ -82,5 +85,12 @@ def revision(ctx: AppContext, label: str, message: str) -> None:
         if has_branch:
             command.revision(cfg, message, autogenerate=True, head=f"{label}@head", version_path=str(folder))
         else:
-            command.revision(cfg, message, autogenerate=True, head="base", branch_label=label,
-                             version_path=str(folder), depends_on=depends)
+            command.revision(
+                cfg,
+                message,
+                autogenerate=True,
+                head="base",
+                branch_label=label,
+                version_path=str(folder),
+                depends_on=depends,
+            )

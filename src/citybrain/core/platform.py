@@ -40,7 +40,7 @@ def build_context(settings: Settings, specs: Sequence[AppSpec] | None = None) ->
         settings=settings,
         apps=apps,
         db=Database(settings),
-        bus=create_bus(settings.bus_url),
+        bus=create_bus(settings.bus_url, stream=settings.bus_stream, namespace=settings.bus_namespace),
         i18n=I18n([UI_DIR / "locale", *(spec.path / "locale" for spec in apps)]),
         permissions=collect_permissions(apps),
         app_settings=app_settings,

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str | None = None
     bus_url: str = "memory://"
+    bus_stream: str = Field(default="CITYBRAIN", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    bus_namespace: str = Field(default="citybrain", pattern=r"^[a-z0-9_]{1,64}$")
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     apps: Annotated[tuple[str, ...] | None, NoDecode] = None
     host: str = "127.0.0.1"
@@ -109,6 +111,6 @@ def load_app_settings(cls: type[T], label: str, **overrides: Any) -> T:
     """Build an app's settings class with the prefix CITYBRAIN_<LABEL>_."""
     prefix = f"{ENV_PREFIX}{label.upper()}_"
     try:
-        return cls(_env_prefix=prefix, **overrides)  # type: ignore[call-arg]
+        return cls(_env_prefix=prefix, **overrides)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, prefix)) from exc

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from citybrain.core.context import AppContext
@@ -38,8 +39,9 @@ def get_ctx(request: Request) -> AppContext:
 def request_locale(request: Request) -> str:
     """The request's locale: `?lang=`, then the language cookie, then the platform default."""
     ctx = get_ctx(request)
-    return negotiate(request.query_params.get("lang") or request.cookies.get(LANG_COOKIE),
-                     ctx.settings.default_locale)
+    return negotiate(
+        request.query_params.get("lang") or request.cookies.get(LANG_COOKIE), ctx.settings.default_locale
+    )
 
 
 def current_actor(request: Request) -> Actor:
@@ -95,12 +97,17 @@ class Templates:
     def __init__(self, ctx: AppContext) -> None:
         """Build the loader chain: kernel shell first, then each app's templates."""
         loaders = [FileSystemLoader(str(UI_DIR / "templates"))]
-        loaders += [FileSystemLoader(str(spec.path / "templates")) for spec in ctx.apps
-                    if (spec.path / "templates").is_dir()]
-        self.env = Environment(loader=ChoiceLoader(loaders), autoescape=select_autoescape(), auto_reload=False)
+        loaders += [
+            FileSystemLoader(str(spec.path / "templates"))
+            for spec in ctx.apps
+            if (spec.path / "templates").is_dir()
+        ]
+        self.env = Environment(
+            loader=ChoiceLoader(loaders), autoescape=select_autoescape(), auto_reload=False
+        )
         self.ctx = ctx
 
-    def render(self, request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    def render(self, request: Request, name: str, /, status_code: int = 200, **values: Any) -> HTMLResponse:
         """Render a page with the shell's context: translation, actor, navigation, CSRF token."""
         locale = request_locale(request)
         translations = self.ctx.i18n.get(locale)
@@ -132,23 +139,32 @@ class Templates:
         for spec in self.ctx.apps:
             for item in spec.nav:
                 if item.permission is None or actor.can(item.permission):
-                    items.append({"title": item.title, "path": item.path, "icon": item.icon,
-                                  "app": spec.label})
+                    items.append(
+                        {"title": item.title, "path": item.path, "icon": item.icon, "app": spec.label}
+                    )
         return items
 
 
-def problem_response(request: Request, status: int, title: str, detail: str, type_uri: str,
-                     extra: dict[str, Any] | None = None) -> Response:
+def problem_response(
+    request: Request, status: int, title: str, detail: str, type_uri: str, extra: dict[str, Any] | None = None
+) -> Response:
     """An application/problem+json response; a browser page gets the error page or the login redirect."""
     if _wants_html(request):
         if status == 401:
             target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
             return RedirectResponse(f"/identity/login?next={target}", status_code=303)
         templates: Templates = request.app.state.templates
-        return templates.render(request, "error.html", status_code=status, status=status,
-                                title=title, detail=detail)
-    body = {"type": type_uri, "title": title, "status": status, "detail": detail,
-            "instance": request.url.path, **(extra or {})}
+        return templates.render(
+            request, "error.html", status_code=status, status=status, title=title, detail=detail
+        )
+    body = {
+        "type": type_uri,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **(extra or {}),
+    }
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
@@ -174,12 +190,24 @@ def install_error_handlers(app: Any) -> None:
         assert isinstance(exc, RequestValidationError)
         ctx = get_ctx(request)
         locale = request_locale(request)
-        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
-                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        errors = [
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
         where = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
         detail = ctx.i18n.gettext(locale, "The request is invalid: {where}", where=where)
-        return problem_response(request, 422, ctx.i18n.gettext(locale, "Validation failed"), detail,
-                                "https://citybrain.dev/problems/validation-failed", {"errors": errors})
+        return problem_response(
+            request,
+            422,
+            ctx.i18n.gettext(locale, "Validation failed"),
+            detail,
+            "https://citybrain.dev/problems/validation-failed",
+            {"errors": errors},
+        )
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -190,12 +218,28 @@ def install_error_handlers(app: Any) -> None:
         detail = str(exc.detail) if exc.detail else title
         if exc.status_code == 404:
             detail = ctx.i18n.gettext(locale, "Nothing is found at {path}.", path=request.url.path)
-        response = problem_response(request, exc.status_code, title, detail,
-                                    f"https://citybrain.dev/problems/http-{exc.status_code}")
+        response = problem_response(
+            request, exc.status_code, title, detail, f"https://citybrain.dev/problems/http-{exc.status_code}"
+        )
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
 
+    async def on_database(request: Request, exc: Exception) -> Response:
+        ctx = get_ctx(request)
+        locale = request_locale(request)
+        if isinstance(exc, IntegrityError):
+            title = ctx.i18n.gettext(locale, "Conflict")
+            detail = ctx.i18n.gettext(locale, "The change conflicts with existing data.")
+            return problem_response(request, 409, title, detail, "https://citybrain.dev/problems/conflict")
+        title = ctx.i18n.gettext(locale, "Validation failed")
+        detail = ctx.i18n.gettext(locale, "A value is out of the range the database accepts.")
+        return problem_response(
+            request, 422, title, detail, "https://citybrain.dev/problems/validation-failed"
+        )
+
+    app.add_exception_handler(IntegrityError, on_database)
+    app.add_exception_handler(DataError, on_database)
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -21,11 +21,23 @@ def user() -> None:
 @click.option("--department", "department_code", required=True, help="Department code, e.g. dsj or 510703.")
 @click.option("--role", "role_code", default=None, help="Role to grant, e.g. platform_admin.")
 @click.option("--city-wide", is_flag=True, help="Grant the role in every department.")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="The password (prompted when not given).")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="The password (prompted when not given).",
+)
 @with_context
-def create(ctx: AppContext, username: str, display_name: str | None, department_code: str,
-           role_code: str | None, city_wide: bool, password: str) -> None:
+def create(
+    ctx: AppContext,
+    username: str,
+    display_name: str | None,
+    department_code: str,
+    role_code: str | None,
+    city_wide: bool,
+    password: str,
+) -> None:
     """Create a user in a department, optionally granting a role."""
     role_ids = services.ensure_builtin_roles(ctx, SYSTEM)
     with ctx.read() as session:
@@ -34,14 +46,21 @@ def create(ctx: AppContext, username: str, display_name: str | None, department_
     if dept_id is None:
         raise click.BadParameter(f"no department with code {department_code!r}", param_hint="--department")
     if role_code and role_id is None:
-        raise click.BadParameter(f"no role {role_code!r}; built in: {', '.join(role_ids)}", param_hint="--role")
+        raise click.BadParameter(
+            f"no role {role_code!r}; built in: {', '.join(role_ids)}", param_hint="--role"
+        )
     try:
-        data = schemas.UserCreate(username=username, display_name=display_name or username,
-                                  department_id=dept_id, password=password)
+        data = schemas.UserCreate(
+            username=username, display_name=display_name or username, department_id=dept_id, password=password
+        )
         created = services.create_user(ctx, SYSTEM, data)
         if role_id is not None:
-            services.assign_role(ctx, SYSTEM, created.id, schemas.AssignmentCreate(
-                role_id=role_id, department_id=None if city_wide else dept_id))
+            services.assign_role(
+                ctx,
+                SYSTEM,
+                created.id,
+                schemas.AssignmentCreate(role_id=role_id, department_id=None if city_wide else dept_id),
+            )
     except ProblemError as exc:
         raise click.ClickException(str(exc)) from exc
     except ValueError as exc:

@@ -49,33 +49,59 @@ def seed(ctx: AppContext) -> list[str]:
     role_ids = services.ensure_builtin_roles(ctx, SYSTEM)
     with ctx.read() as session:
         codes = {code: dept_id for code, dept_id in session.execute(select(Department.code, Department.id))}
-    for code, name_zh, name_en, kind, parent in (ROOT + ("",), *DEPARTMENTS):
+    for code, name_zh, name_en, kind, parent in ((*ROOT, ""), *DEPARTMENTS):
         if code not in codes:
-            created = services.create_department(ctx, SYSTEM, schemas.DepartmentCreate(
-                code=code, name_zh=name_zh, name_en=name_en, kind=kind,  # type: ignore[arg-type]
-                parent_id=codes.get(parent), sort=len(codes),
-            ))
+            created = services.create_department(
+                ctx,
+                SYSTEM,
+                schemas.DepartmentCreate(
+                    code=code,
+                    name_zh=name_zh,
+                    name_en=name_en,
+                    kind=kind,
+                    parent_id=codes.get(parent),
+                    sort=len(codes),
+                ),
+            )
             codes[code] = created.id
     password = _demo_password(ctx)
     for username, display_name, dept_code, role, city_wide in USERS:
         with ctx.read() as session:
             user = session.scalar(select(User).where(User.username == username))
-            held = user is not None and session.scalar(
-                select(RoleAssignment.id).where(RoleAssignment.user_id == user.id)) is not None
+            held = (
+                user is not None
+                and session.scalar(select(RoleAssignment.id).where(RoleAssignment.user_id == user.id))
+                is not None
+            )
         if user is None:
-            created_user = services.create_user(ctx, SYSTEM, schemas.UserCreate(
-                username=username, display_name=display_name, department_id=codes[dept_code], password=password,
-            ))
+            created_user = services.create_user(
+                ctx,
+                SYSTEM,
+                schemas.UserCreate(
+                    username=username,
+                    display_name=display_name,
+                    department_id=codes[dept_code],
+                    password=password,
+                ),
+            )
             user_id = created_user.id
         else:
             user_id = user.id
             services.set_password(ctx, SYSTEM, user_id, password)
         if not held:
-            services.assign_role(ctx, SYSTEM, user_id, schemas.AssignmentCreate(
-                role_id=role_ids[role], department_id=None if city_wide else codes[dept_code]))
+            services.assign_role(
+                ctx,
+                SYSTEM,
+                user_id,
+                schemas.AssignmentCreate(
+                    role_id=role_ids[role], department_id=None if city_wide else codes[dept_code]
+                ),
+            )
     others = ", ".join(u[0] for u in USERS[1:])
-    return [f"Demo admin: username admin, password {password}",
-            f"Other demo users ({others}) have the same password."]
+    return [
+        f"Demo admin: username admin, password {password}",
+        f"Other demo users ({others}) have the same password.",
+    ]
 
 
 def _demo_password(ctx: AppContext) -> str:

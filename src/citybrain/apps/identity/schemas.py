@@ -3,14 +3,61 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 USERNAME = r"^[A-Za-z0-9_.\-]{3,64}$"
 PHONE = r"^\+?[0-9\-]{5,20}$"
 DepartmentKind = Literal["municipal", "district", "department", "office"]
+# Row ids and sort keys are 32-bit integer columns: a larger number is refused here, not by the database.
+MAX_INT = 2**31 - 1
+RowId = Annotated[int, Field(ge=1, le=MAX_INT)]
+SortKey = Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
+# Passwords that meet the length rule but are among the first any attacker tries.
+COMMON_PASSWORDS = frozenset(
+    {
+        "0123456789",
+        "1234567890",
+        "12345678910",
+        "0987654321",
+        "9876543210",
+        "1qaz2wsx3edc",
+        "1q2w3e4r5t",
+        "qwertyuiop",
+        "qwerty123456",
+        "asdfghjkl;",
+        "password123",
+        "password1234",
+        "password12",
+        "passw0rd123",
+        "p@ssw0rd123",
+        "iloveyou123",
+        "abcdefghij",
+        "abc1234567",
+        "a123456789",
+        "admin12345",
+        "admin123456",
+        "administrator",
+        "changeme123",
+        "welcome123",
+        "woaini1314",
+        "aa123456789",
+    }
+)
+
+
+def _strong_password(value: str) -> str:
+    """Refuse a password that is easy to guess: few distinct characters, or a well-known one."""
+    if len(set(value)) < 5:
+        raise ValueError("the password is too easy to guess: use at least 5 different characters")
+    if value.lower() in COMMON_PASSWORDS:
+        raise ValueError("the password is too easy to guess: it is one of the most common passwords")
+    return value
+
+
+Password = Annotated[str, Field(min_length=10, max_length=256), AfterValidator(_strong_password)]
 
 
 class Strict(BaseModel):
@@ -42,8 +89,8 @@ class DepartmentCreate(Strict):
     name_zh: str = Field(min_length=1, max_length=120)
     name_en: str = Field(default="", max_length=200)
     kind: DepartmentKind = "department"
-    parent_id: int | None = None
-    sort: int = 0
+    parent_id: RowId | None = None
+    sort: SortKey = 0
 
 
 class DepartmentUpdate(Strict):
@@ -52,8 +99,8 @@ class DepartmentUpdate(Strict):
     name_zh: str | None = Field(default=None, min_length=1, max_length=120)
     name_en: str | None = Field(default=None, max_length=200)
     kind: DepartmentKind | None = None
-    parent_id: int | None = None
-    sort: int | None = None
+    parent_id: RowId | None = None
+    sort: SortKey | None = None
 
 
 class DepartmentRead(BaseModel):
@@ -75,17 +122,24 @@ class UserCreate(Strict):
 
     username: str = Field(pattern=USERNAME)
     display_name: str = Field(min_length=1, max_length=120)
-    department_id: int
-    password: str = Field(min_length=10, max_length=256)
+    department_id: RowId
+    password: Password
     phone: str | None = Field(default=None, pattern=PHONE)
     email: str | None = Field(default=None, max_length=200, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+    @model_validator(mode="after")
+    def _password_is_not_the_username(self) -> Self:
+        """Refuse the username (in any case) as the password."""
+        if self.password.lower() == self.username.lower():
+            raise ValueError("the password must not be the username")
+        return self
 
 
 class UserUpdate(Strict):
     """Changes to a user."""
 
     display_name: str | None = Field(default=None, min_length=1, max_length=120)
-    department_id: int | None = None
+    department_id: RowId | None = None
     phone: str | None = Field(default=None, pattern=PHONE)
     email: str | None = Field(default=None, max_length=200, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     is_active: bool | None = None
@@ -94,7 +148,7 @@ class UserUpdate(Strict):
 class PasswordSet(Strict):
     """A new password."""
 
-    password: str = Field(min_length=10, max_length=256)
+    password: Password
 
 
 class UserRead(BaseModel):
@@ -147,8 +201,8 @@ class RoleRead(BaseModel):
 class AssignmentCreate(Strict):
     """Grant a role to a user in a department (with its sub-departments), or city-wide."""
 
-    role_id: int
-    department_id: int | None = None
+    role_id: RowId
+    department_id: RowId | None = None
     include_subtree: bool = True
 
 
@@ -170,7 +224,7 @@ class TokenCreate(Strict):
     name: str = Field(min_length=1, max_length=120)
     scopes: list[str] = Field(min_length=1, max_length=200)
     expires_in_days: int = Field(default=90, ge=1, le=366)
-    user_id: int | None = None
+    user_id: RowId | None = None
 
 
 class TokenRead(BaseModel):
@@ -214,4 +268,4 @@ class PasswordChange(Strict):
     """One's own new password, with the current one."""
 
     current: str = Field(min_length=1, max_length=256)
-    password: str = Field(min_length=10, max_length=256)
+    password: Password

@@ -37,7 +37,7 @@ from citybrain.sdk import (
     utcnow,
 )
 
-TOKEN_PREFIX = "cbt_"
+TOKEN_PREFIX = "cbt_"  # noqa: S105 - a prefix, not a secret
 # A hash of a random password, verified when the username is unknown so timing does not reveal it.
 _DUMMY_PASSWORD = "citybrain-timing-equaliser"  # noqa: S105
 
@@ -96,9 +96,17 @@ def expand_permissions(patterns: Iterable[str], known: Iterable[str]) -> set[str
 def check_permission_patterns(ctx: AppContext, patterns: Iterable[str]) -> list[str]:
     """Refuse patterns that name no declared permission (422 naming them)."""
     labels = {spec.label for spec in ctx.apps}
+    patterns = list(patterns)
     bad = [
-        p for p in patterns
-        if not (p == "*" or (p.endswith(".*") and p[:-2] in labels) or p in ctx.permissions)
+        p
+        for p in patterns
+        if not (
+            p == "*"
+            or (p.endswith(".*") and p[:-2] in labels)
+            or p in ctx.permissions
+            # `<label>.<thing>.*`, as the built-in department_admin role uses
+            or (p.endswith(".*") and p.count(".") == 2 and expand_permissions([p], ctx.permissions))
+        )
     ]
     if bad:
         raise ValidationFailed("Unknown permission(s): {names}.", names=", ".join(bad))
@@ -108,7 +116,8 @@ def check_permission_patterns(ctx: AppContext, patterns: Iterable[str]) -> list[
 def grants_for_user(ctx: AppContext, session: Session, user_id: int) -> dict[str, Scope]:
     """Every permission the user holds and the departments it covers."""
     rows = session.execute(
-        select(RoleAssignment, Role).join(Role, Role.id == RoleAssignment.role_id)
+        select(RoleAssignment, Role)
+        .join(Role, Role.id == RoleAssignment.role_id)
         .where(RoleAssignment.user_id == user_id)
     ).all()
     if not rows:
@@ -127,11 +136,34 @@ def grants_for_user(ctx: AppContext, session: Session, user_id: int) -> dict[str
     return merge_grants(pairs)
 
 
+def _covers(have: Scope, need: Scope) -> bool:
+    """Whether a scope includes every department of another."""
+    if isinstance(have, AllDepartments):
+        return True
+    return not isinstance(need, AllDepartments) and need <= have
+
+
+def _require_outranks(ctx: AppContext, session: Session, actor: Actor, user: User) -> None:
+    """Refuse changing an account that holds a permission beyond the actor's reach (no takeover)."""
+    for code, scope in sorted(grants_for_user(ctx, session, user.id).items()):
+        if not _covers(actor.scope(code), scope):
+            raise Forbidden(
+                "{username} holds {permission} beyond the departments where you hold it.",
+                username=user.username,
+                permission=code,
+            )
+
+
 def actor_for(ctx: AppContext, session: Session, user: User, **extra: Any) -> Actor:
     """The actor of a user, with the grants of all their roles."""
     return Actor(
-        kind="user", id=user.id, username=user.username, display_name=user.display_name,
-        department_id=user.department_id, grants=grants_for_user(ctx, session, user.id), **extra,
+        kind="user",
+        id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        department_id=user.department_id,
+        grants=grants_for_user(ctx, session, user.id),
+        **extra,
     )
 
 
@@ -153,7 +185,8 @@ def login(ctx: AppContext, username: str, password: str, ip: str = "", user_agen
     hasher = _hasher()
     now = utcnow()
     with ctx.read() as session:
-        user = session.scalar(select(User).where(User.username == username))
+        # usernames are unique regardless of case (see create_user), so sign-in ignores case too
+        user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
     if user is None or not user.is_active or not user.password_hash:
         hasher.hash(_DUMMY_PASSWORD)  # same cost as a real verification
         raise Unauthorized("Wrong username or password.")
@@ -177,10 +210,16 @@ def login(ctx: AppContext, username: str, password: str, ip: str = "", user_agen
         fresh.last_login_at = now
         if hasher.check_needs_rehash(fresh.password_hash):
             fresh.password_hash = hasher.hash(password)
-        uow.session.add(LoginSession(
-            user_id=user.id, token_hash=_sha256(cookie), created_at=now, expires_at=expires_at,
-            ip=ip[:64], user_agent=user_agent[:300],
-        ))
+        uow.session.add(
+            LoginSession(
+                user_id=user.id,
+                token_hash=_sha256(cookie),
+                created_at=now,
+                expires_at=expires_at,
+                ip=ip[:64],
+                user_agent=user_agent[:300],
+            )
+        )
         read = user_read(fresh)
     return SignedIn(cookie=cookie, user=read, expires_at=expires_at)
 
@@ -194,8 +233,11 @@ def _record_failure(ctx: AppContext, user_id: int) -> None:
         if user.failed_logins >= settings.login_max_failures:
             user.locked_until = utcnow() + timedelta(minutes=settings.login_lockout_minutes)
             user.failed_logins = 0
-            uow.emit(AccountLocked(user_id=user.id, username=user.username,
-                                   locked_until=user.locked_until.isoformat()))
+            uow.emit(
+                AccountLocked(
+                    user_id=user.id, username=user.username, locked_until=user.locked_until.isoformat()
+                )
+            )
 
 
 def _local(ctx: AppContext, moment: datetime) -> str:
@@ -220,7 +262,8 @@ def authenticate_cookie(ctx: AppContext, cookie: str) -> Actor | None:
     now = utcnow()
     with ctx.read() as session:
         row = session.execute(
-            select(LoginSession, User).join(User, User.id == LoginSession.user_id)
+            select(LoginSession, User)
+            .join(User, User.id == LoginSession.user_id)
             .where(LoginSession.token_hash == _sha256(cookie))
         ).first()
         if row is None:
@@ -235,8 +278,11 @@ def authenticate_bearer(ctx: AppContext, value: str) -> Actor | None:
     """The actor of a valid API token (`cbt_<id>_<secret>`), limited to the token's scopes."""
     if not value.startswith(TOKEN_PREFIX):
         return None
-    token_id_text, _, secret = value[len(TOKEN_PREFIX):].partition("_")
-    if not token_id_text.isdigit() or not secret:
+    token_id_text, _, secret = value[len(TOKEN_PREFIX) :].partition("_")
+    # ASCII digits of an id the 32-bit column can hold (a larger number would fail in the database)
+    if not (token_id_text.isascii() and token_id_text.isdigit()) or not secret or len(token_id_text) > 10:
+        return None
+    if int(token_id_text) > schemas.MAX_INT:
         return None
     now = utcnow()
     with ctx.read() as session:
@@ -256,8 +302,15 @@ def authenticate_bearer(ctx: AppContext, value: str) -> Actor | None:
         actor = Actor(kind="token", id=owner.id, token_id=token.id)
         with ctx.uow(actor, "identity.token.use") as uow:
             uow.session.get_one(ApiToken, token.id).last_used_at = now
-    return Actor(kind="token", id=owner.id, username=owner.username, display_name=token.name,
-                 department_id=owner.department_id, grants=scoped, token_id=token.id)
+    return Actor(
+        kind="token",
+        id=owner.id,
+        username=owner.username,
+        display_name=token.name,
+        department_id=owner.department_id,
+        grants=scoped,
+        token_id=token.id,
+    )
 
 
 def create_token(ctx: AppContext, actor: Actor, data: schemas.TokenCreate) -> schemas.TokenCreated:
@@ -273,12 +326,20 @@ def create_token(ctx: AppContext, actor: Actor, data: schemas.TokenCreate) -> sc
             actor.require("identity.token.manage", owner.department_id)
         owner_grants = grants_for_user(ctx, uow.session, owner.id)
         for code in expand_permissions(scopes, ctx.permissions):
-            if code not in owner_grants or not actor.can(code):
-                raise Forbidden("A token cannot carry {permission}, which its owner or you do not hold.",
-                                permission=code)
+            # the actor must hold each permission wherever the owner does, or the token widens the actor
+            if code not in owner_grants or not _covers(actor.scope(code), owner_grants[code]):
+                raise Forbidden(
+                    "A token cannot carry {permission}, which its owner or you do not hold.", permission=code
+                )
         secret = secrets.token_urlsafe(32)
-        token = ApiToken(user_id=owner.id, name=data.name, secret_hash=_sha256(secret), scopes=scopes,
-                         expires_at=utcnow() + timedelta(days=data.expires_in_days), created_by=actor.id)
+        token = ApiToken(
+            user_id=owner.id,
+            name=data.name,
+            secret_hash=_sha256(secret),
+            scopes=scopes,
+            expires_at=utcnow() + timedelta(days=data.expires_in_days),
+            created_by=actor.id,
+        )
         uow.session.add(token)
         uow.session.flush()
         read = schemas.TokenRead.model_validate(token)
@@ -341,13 +402,16 @@ def _require_in(actor: Actor, permission: str, department_id: int | None) -> Non
     if department_id is None:
         actor.require(permission)
         if not isinstance(actor.scope(permission), AllDepartments):
-            raise Forbidden("Only a city-wide {permission} may act at the top of the tree.",
-                            permission=permission)
+            raise Forbidden(
+                "Only a city-wide {permission} may act at the top of the tree.", permission=permission
+            )
     else:
         actor.require(permission, department_id)
 
 
-def create_department(ctx: AppContext, actor: Actor, data: schemas.DepartmentCreate) -> schemas.DepartmentRead:
+def create_department(
+    ctx: AppContext, actor: Actor, data: schemas.DepartmentCreate
+) -> schemas.DepartmentRead:
     """Add a department under a parent (or as a root, city-wide only)."""
     _require_in(actor, "identity.department.create", data.parent_id)
     with ctx.uow(actor, "identity.department.create") as uow:
@@ -365,7 +429,10 @@ def update_department(
     ctx: AppContext, actor: Actor, dept_id: int, data: schemas.DepartmentUpdate
 ) -> schemas.DepartmentRead:
     """Rename or move a department; a move may not create a cycle."""
-    changes = data.model_dump(exclude_unset=True)
+    # null means "no change" for required columns; only parent_id null has a meaning (a root)
+    changes = {
+        k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None or k == "parent_id"
+    }
     with ctx.uow(actor, "identity.department.update") as uow:
         dept = uow.session.get(Department, dept_id)
         if dept is None:
@@ -408,15 +475,26 @@ def delete_department(ctx: AppContext, actor: Actor, dept_id: int) -> None:
 def user_read(user: User) -> schemas.UserRead:
     """A user for the API, with personal data masked."""
     return schemas.UserRead(
-        id=user.id, username=user.username, display_name=user.display_name,
-        department_id=user.department_id, phone=mask_phone(user.phone), email=mask_email(user.email),
-        is_active=user.is_active, locked_until=user.locked_until, last_login_at=user.last_login_at,
+        id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        department_id=user.department_id,
+        phone=mask_phone(user.phone),
+        email=mask_email(user.email),
+        is_active=user.is_active,
+        locked_until=user.locked_until,
+        last_login_at=user.last_login_at,
     )
 
 
 def list_users(
-    ctx: AppContext, actor: Actor, *, department_id: int | None = None, q: str | None = None,
-    limit: int = 50, offset: int = 0,
+    ctx: AppContext,
+    actor: Actor,
+    *,
+    department_id: int | None = None,
+    q: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
 ) -> schemas.Page[schemas.UserRead]:
     """Users in the departments the actor may see, optionally filtered."""
     scope = actor.visible_departments("identity.user.read")
@@ -426,8 +504,10 @@ def list_users(
     if department_id is not None:
         stmt = stmt.where(User.department_id == department_id)
     if q:
-        like = f"%{q}%"
-        stmt = stmt.where(or_(User.username.ilike(like), User.display_name.ilike(like)))
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(
+            or_(User.username.ilike(like, escape="\\"), User.display_name.ilike(like, escape="\\"))
+        )
     with ctx.read() as session:
         total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = session.scalars(stmt.order_by(User.id).limit(limit).offset(offset))
@@ -470,19 +550,36 @@ def create_user(ctx: AppContext, actor: Actor, data: schemas.UserCreate) -> sche
 
 def update_user(ctx: AppContext, actor: Actor, user_id: int, data: schemas.UserUpdate) -> schemas.UserRead:
     """Change a user's details, department or active state."""
-    changes = data.model_dump(exclude_unset=True)
+    # null means "no change" for required columns; phone and e-mail may be cleared with null
+    changes = {
+        k: v
+        for k, v in data.model_dump(exclude_unset=True).items()
+        if v is not None or k in ("phone", "email")
+    }
     with ctx.uow(actor, "identity.user.update") as uow:
         user = _visible_user(uow.session, actor, "identity.user.update", user_id)
+        _require_outranks(ctx, uow.session, actor, user)
         if "department_id" in changes and changes["department_id"] != user.department_id:
             actor.require("identity.user.update", changes["department_id"])
             if uow.session.get(Department, changes["department_id"]) is None:
                 raise ValidationFailed("No department {id}.", id=changes["department_id"])
         if changes.get("is_active") is False and user.id == actor.id:
             raise Conflict("You cannot deactivate yourself.")
+        if changes.get("is_active") is False and user.is_active:
+            _revoke_sessions(uow.session, user.id)
         for key, value in changes.items():
             setattr(user, key, value)
         uow.session.flush()
         return user_read(user)
+
+
+def _revoke_sessions(session: Session, user_id: int) -> None:
+    """End every open browser session of a user."""
+    now = utcnow()
+    for row in session.scalars(
+        select(LoginSession).where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+    ):
+        row.revoked_at = now
 
 
 def deactivate_user(ctx: AppContext, actor: Actor, user_id: int) -> schemas.UserRead:
@@ -491,12 +588,9 @@ def deactivate_user(ctx: AppContext, actor: Actor, user_id: int) -> schemas.User
         user = _visible_user(uow.session, actor, "identity.user.delete", user_id)
         if user.id == actor.id:
             raise Conflict("You cannot deactivate yourself.")
+        _require_outranks(ctx, uow.session, actor, user)
         user.is_active = False
-        now = utcnow()
-        for row in uow.session.scalars(
-            select(LoginSession).where(LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None))
-        ):
-            row.revoked_at = now
+        _revoke_sessions(uow.session, user.id)
         return user_read(user)
 
 
@@ -505,6 +599,7 @@ def set_password(ctx: AppContext, actor: Actor, user_id: int, password: str) -> 
     password_hash = hash_password(password)
     with ctx.uow(actor, "identity.user.password") as uow:
         user = _visible_user(uow.session, actor, "identity.user.update", user_id)
+        _require_outranks(ctx, uow.session, actor, user)
         user.password_hash = password_hash
         user.failed_logins = 0
         user.locked_until = None
@@ -564,7 +659,9 @@ def _require_holds_all(ctx: AppContext, actor: Actor, patterns: Iterable[str]) -
     """Nobody can put into a role a permission they do not hold city-wide."""
     for code in sorted(expand_permissions(patterns, ctx.permissions)):
         if not isinstance(actor.scope(code), AllDepartments):
-            raise Forbidden("You cannot grant {permission}, which you do not hold city-wide.", permission=code)
+            raise Forbidden(
+                "You cannot grant {permission}, which you do not hold city-wide.", permission=code
+            )
 
 
 def create_role(ctx: AppContext, actor: Actor, data: schemas.RoleCreate) -> schemas.RoleRead:
@@ -584,8 +681,8 @@ def create_role(ctx: AppContext, actor: Actor, data: schemas.RoleCreate) -> sche
 def update_role(ctx: AppContext, actor: Actor, role_id: int, data: schemas.RoleUpdate) -> schemas.RoleRead:
     """Change a role's names or permissions (built-in roles keep their permissions)."""
     _require_city_wide(actor, "identity.role.update")
-    changes = data.model_dump(exclude_unset=True)
-    if "permissions" in changes and changes["permissions"] is not None:
+    changes = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}
+    if "permissions" in changes:
         changes["permissions"] = check_permission_patterns(ctx, changes["permissions"])
         _require_holds_all(ctx, actor, changes["permissions"])
     with ctx.uow(actor, "identity.role.update") as uow:
@@ -595,8 +692,7 @@ def update_role(ctx: AppContext, actor: Actor, role_id: int, data: schemas.RoleU
         if role.builtin and "permissions" in changes:
             raise Conflict("The permissions of a built-in role cannot be changed.")
         for key, value in changes.items():
-            if value is not None:
-                setattr(role, key, value)
+            setattr(role, key, value)
         uow.session.flush()
         return schemas.RoleRead.model_validate(role)
 
@@ -642,20 +738,28 @@ def assign_role(
             if s.get(Department, data.department_id) is None:
                 raise ValidationFailed("No department {id}.", id=data.department_id)
             actor.require("identity.role.assign", data.department_id)
-            needed = descendants(tree, data.department_id) if data.include_subtree else frozenset(
-                {data.department_id})
+            needed = (
+                descendants(tree, data.department_id)
+                if data.include_subtree
+                else frozenset({data.department_id})
+            )
         for code in sorted(expand_permissions(role.permissions, ctx.permissions)):
             have = actor.scope(code)
             if isinstance(have, AllDepartments):
                 continue
             if isinstance(needed, AllDepartments) or not needed <= have:
-                raise Forbidden("You cannot grant {permission} beyond the departments where you hold it.",
-                                permission=code)
-        exists = s.scalar(select(RoleAssignment.id).where(
-            RoleAssignment.user_id == user.id, RoleAssignment.role_id == role.id,
-            RoleAssignment.department_id.is_(None) if data.department_id is None
-            else RoleAssignment.department_id == data.department_id,
-        ))
+                raise Forbidden(
+                    "You cannot grant {permission} beyond the departments where you hold it.", permission=code
+                )
+        exists = s.scalar(
+            select(RoleAssignment.id).where(
+                RoleAssignment.user_id == user.id,
+                RoleAssignment.role_id == role.id,
+                RoleAssignment.department_id.is_(None)
+                if data.department_id is None
+                else RoleAssignment.department_id == data.department_id,
+            )
+        )
         if exists is not None:
             raise Conflict("The user holds this role there already.")
         assignment = RoleAssignment(user_id=user.id, **data.model_dump())
@@ -672,14 +776,37 @@ def revoke_assignment(ctx: AppContext, actor: Actor, user_id: int, assignment_id
         if assignment is None or assignment.user_id != user_id:
             raise NotFound("No role grant {id}.", id=assignment_id)
         _require_in(actor, "identity.role.assign", assignment.department_id)
+        _keep_a_platform_admin(uow.session, assignment)
         uow.session.delete(assignment)
+
+
+def _keep_a_platform_admin(session: Session, leaving: RoleAssignment) -> None:
+    """Refuse to take away the last active city-wide platform administrator."""
+    role = session.get_one(Role, leaving.role_id)
+    if role.code != "platform_admin" or leaving.department_id is not None:
+        return
+    others = session.scalar(
+        select(func.count())
+        .select_from(RoleAssignment)
+        .join(User, User.id == RoleAssignment.user_id)
+        .where(
+            RoleAssignment.role_id == role.id,
+            RoleAssignment.department_id.is_(None),
+            RoleAssignment.id != leaving.id,
+            User.is_active.is_(True),
+        )
+    )
+    if not others:
+        raise Conflict("This is the last platform administrator; grant the role to someone else first.")
 
 
 def list_permissions(ctx: AppContext, actor: Actor) -> list[schemas.PermissionRead]:
     """Every permission the enabled apps declare."""
     actor.require("identity.role.read")
-    return [schemas.PermissionRead(code=p.code, name_zh=p.name_zh, name_en=p.name_en)
-            for p in sorted(ctx.permissions.values(), key=lambda p: p.code)]
+    return [
+        schemas.PermissionRead(code=p.code, name_zh=p.name_zh, name_en=p.name_en)
+        for p in sorted(ctx.permissions.values(), key=lambda p: p.code)
+    ]
 
 
 def me(actor: Actor, ctx: AppContext) -> schemas.MeRead:
@@ -702,9 +829,18 @@ def me(actor: Actor, ctx: AppContext) -> schemas.MeRead:
 
 BUILTIN_ROLES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("platform_admin", "平台管理员", "Platform administrator", ("*",)),
-    ("department_admin", "部门管理员", "Department administrator",
-     ("identity.department.read", "identity.user.*", "identity.role.read", "identity.role.assign",
-      "identity.token.create")),
+    (
+        "department_admin",
+        "部门管理员",
+        "Department administrator",
+        (
+            "identity.department.read",
+            "identity.user.*",
+            "identity.role.read",
+            "identity.role.assign",
+            "identity.token.create",
+        ),
+    ),
     ("staff", "工作人员", "Staff", ("identity.department.read", "identity.token.create")),
 )
 
@@ -716,8 +852,9 @@ def ensure_builtin_roles(ctx: AppContext, actor: Actor) -> dict[str, int]:
         for code, name_zh, name_en, permissions in BUILTIN_ROLES:
             role = uow.session.scalar(select(Role).where(Role.code == code))
             if role is None:
-                role = Role(code=code, name_zh=name_zh, name_en=name_en, permissions=list(permissions),
-                            builtin=True)
+                role = Role(
+                    code=code, name_zh=name_zh, name_en=name_en, permissions=list(permissions), builtin=True
+                )
                 uow.session.add(role)
                 uow.session.flush()
             ids[code] = role.id

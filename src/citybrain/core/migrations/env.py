@@ -8,8 +8,7 @@ from sqlalchemy import create_engine
 from citybrain.core.db import Base
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url")
-assert url, "sqlalchemy.url is not set"
+url = config.get_main_option("sqlalchemy.url") or ""
 
 
 def run() -> None:
