@@ -45,6 +45,8 @@ class AppSpec:
     nav: tuple[NavItem, ...] = ()
     settings: type[BaseSettings] | None = None
     icon: str = ""
+    # Routers a standard places outside /api/<label>: (URL prefix, feature module exposing `router`).
+    mounts: tuple[tuple[str, str], ...] = ()
     package: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -53,6 +55,9 @@ class AppSpec:
             raise AppError(f"app label {self.label!r} must be lowercase letters, digits and _")
         if self.label in self.requires:
             raise AppError(f"app {self.label!r} requires itself")
+        for prefix, _module in self.mounts:
+            if not prefix.startswith("/") or prefix.endswith("/") or prefix.startswith(("/api/", "/static/")):
+                raise AppError(f"app {self.label!r} mounts a router at a bad prefix {prefix!r}")
 
     def module(self, feature: str) -> ModuleType | None:
         """Import the app's feature module (`api`, `views`, `demo`, ...) if the app has that file."""

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 import citybrain
-from citybrain.core.apps import AppSpec
+from citybrain.core.apps import AppError, AppSpec
 from citybrain.core.context import OutboxRelay
 from citybrain.core.i18n import negotiate
 from citybrain.core.platform import build_context
@@ -69,6 +69,11 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
             app.include_router(
                 views.router, prefix=f"/{spec.label}", include_in_schema=False, dependencies=protect
             )
+        for prefix, feature in spec.mounts:
+            module = spec.module(feature)
+            if module is None:
+                raise AppError(f"app {spec.label!r} mounts {feature}.py, which does not exist")
+            app.include_router(module.router, prefix=prefix, tags=[spec.label], dependencies=protect)
         if (spec.path / "static").is_dir():
             app.mount(
                 f"/static/{spec.label}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -172,11 +172,23 @@ def _audit_after_flush(session: Session, _context: Any) -> None:
         )
 
 
+ConnectHook = Callable[[Any, str], None]
+
+
+def _run_hook(hook: ConnectHook, dialect: str) -> Callable[[Any, Any], None]:
+    """Adapt an app's hook(dbapi_connection, dialect_name) to SQLAlchemy's connect event."""
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        hook(dbapi_connection, dialect)
+
+    return on_connect
+
+
 class Database:
     """Engines and sessions for one running app; SQLite writes take the lock up front."""
 
-    def __init__(self, settings: Settings) -> None:
-        """Create the engines (and the data directory for SQLite)."""
+    def __init__(self, settings: Settings, connect_hooks: Sequence[ConnectHook] = ()) -> None:
+        """Create the engines (and the data directory for SQLite); apps' hooks run on each new connection."""
         self.url = settings.db_url
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
@@ -186,6 +198,9 @@ class Database:
         else:
             self.engine = create_engine(self.url, echo=settings.sql_echo, pool_pre_ping=True)
             self.write_engine = self.engine
+        for engine in {self.engine, self.write_engine}:
+            for hook in connect_hooks:
+                event.listen(engine, "connect", _run_hook(hook, engine.dialect.name))
         self.read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         for maker in (self.read_sessions, self.write_sessions):

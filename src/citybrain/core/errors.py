@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 PROBLEM_TYPE_BASE = "https://citybrain.dev/problems/"
 
@@ -10,9 +10,11 @@ PROBLEM_TYPE_BASE = "https://citybrain.dev/problems/"
 class ProblemError(Exception):
     """An error with an HTTP status, a stable type slug and a human-readable, translatable detail."""
 
-    status = 400
-    slug = "bad-request"
-    title = "Bad request"
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+    # A standard's own problem type URI (e.g. ETSI NGSI-LD's); default: ours, from the slug.
+    type_uri: ClassVar[str] = ""
 
     def __init__(self, detail: str, *, extra: dict[str, Any] | None = None, **params: Any) -> None:
         """Keep the English detail (a catalogue msgid) and its parameters for translation."""
@@ -21,10 +23,10 @@ class ProblemError(Exception):
         self.params = params
         self.extra = extra or {}
 
-    @property
-    def type_uri(self) -> str:
+    @classmethod
+    def problem_type(cls) -> str:
         """The problem type URI."""
-        return PROBLEM_TYPE_BASE + self.slug
+        return cls.type_uri or PROBLEM_TYPE_BASE + cls.slug
 
 
 class BadRequest(ProblemError):

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData
+from sqlalchemy import Connection, MetaData, text
 
 from citybrain.core.context import AppContext
 from citybrain.core.db import Base
@@ -58,16 +58,27 @@ def pending_changes(ctx: AppContext) -> list[object]:
     with ctx.db.engine.connect() as conn:
         mc = MigrationContext.configure(conn, opts={"compare_type": True})
         diffs = compare_metadata(mc, metadata)
+        unmanaged = {"alembic_version", *virtual_tables(conn)}
+    indexes = {name for table in metadata.tables.values() for name in table.info.get("unmanaged_indexes", ())}
     return [
         d
         for d in diffs
-        if not (isinstance(d, tuple) and d and d[0] == "remove_table" and d[1].name == "alembic_version")
+        if not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name in unmanaged)
+        and not (isinstance(d, tuple) and d[0] == "remove_index" and d[1].name in indexes)
     ]
+
+
+def virtual_tables(conn: Connection) -> set[str]:
+    """SQLite virtual tables (e.g. R*Tree spatial indexes) and their shadow tables, which no model describes."""
+    if conn.dialect.name != "sqlite":
+        return set()
+    found = conn.execute(text("SELECT name FROM sqlite_master WHERE sql LIKE 'CREATE VIRTUAL TABLE%'"))
+    names = {str(row[0]) for row in found}
+    return names | {f"{n}_{suffix}" for n in names for suffix in ("node", "parent", "rowid")}
 
 
 def revision(ctx: AppContext, label: str, message: str) -> None:
     """Autogenerate a revision for one branch (`core` or an app label) from its models."""
-    cfg = alembic_config(ctx)
     if label == "core":
         folder = MIGRATIONS / "versions"
     else:
@@ -76,12 +87,14 @@ def revision(ctx: AppContext, label: str, message: str) -> None:
             raise ValueError(f"no enabled app {label!r}")
         folder = spec.path / "migrations"
         folder.mkdir(exist_ok=True)
+    cfg = alembic_config(ctx)
     script = ScriptDirectory.from_config(cfg)
     has_branch = any(label in (rev.branch_labels or ()) for rev in script.walk_revisions())
     depends = None if label == "core" else "core@head"
     with ctx.db.write_engine.connect() as conn:
         cfg.attributes["connection"] = conn
         cfg.attributes["branch"] = label
+        cfg.attributes["unmanaged"] = virtual_tables(conn)
         if has_branch:
             command.revision(cfg, message, autogenerate=True, head=f"{label}@head", version_path=str(folder))
         else:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from citybrain.core.apps import AppError, AppSpec, discover, resolve
 from citybrain.core.bus import create_bus
 from citybrain.core.context import AppContext, Authenticator
-from citybrain.core.db import Database
+from citybrain.core.db import ConnectHook, Database
 from citybrain.core.i18n import I18n
 from citybrain.core.permissions import Permission
 from citybrain.core.settings import Settings, load_app_settings
@@ -30,6 +30,17 @@ def collect_permissions(apps: Sequence[AppSpec]) -> dict[str, Permission]:
     return found
 
 
+def connect_hooks(apps: Sequence[AppSpec]) -> list[ConnectHook]:
+    """The `on_connect(dbapi_connection, dialect_name)` hooks apps declare in `storage.py`."""
+    hooks: list[ConnectHook] = []
+    for spec in apps:
+        module = spec.module("storage")
+        hook = getattr(module, "on_connect", None) if module else None
+        if hook is not None:
+            hooks.append(hook)
+    return hooks
+
+
 def build_context(settings: Settings, specs: Sequence[AppSpec] | None = None) -> AppContext:
     """Resolve the enabled apps and build storage, bus and catalogue for them."""
     apps = resolve(discover() if specs is None else specs, settings.apps)
@@ -39,7 +50,7 @@ def build_context(settings: Settings, specs: Sequence[AppSpec] | None = None) ->
     ctx = AppContext(
         settings=settings,
         apps=apps,
-        db=Database(settings),
+        db=Database(settings, connect_hooks(apps)),
         bus=create_bus(settings.bus_url, stream=settings.bus_stream, namespace=settings.bus_namespace),
         i18n=I18n([UI_DIR / "locale", *(spec.path / "locale" for spec in apps)]),
         permissions=collect_permissions(apps),

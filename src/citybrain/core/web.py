@@ -184,7 +184,7 @@ def install_error_handlers(app: Any) -> None:
         locale = request_locale(request)
         detail = ctx.i18n.gettext(locale, exc.detail, **exc.params)
         title = ctx.i18n.gettext(locale, exc.title)
-        return problem_response(request, exc.status, title, detail, exc.type_uri, exc.extra)
+        return problem_response(request, exc.status, title, detail, exc.problem_type(), exc.extra)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -23,8 +23,22 @@ def run() -> None:
     engine.dispose()
 
 
+def _unmanaged() -> set[str]:
+    """Tables the models do not describe: SQLite virtual tables (R*Tree indexes) and their shadows."""
+    return set(config.attributes.get("unmanaged", ()))
+
+
+def _unmanaged_indexes() -> set[str]:
+    """Indexes a migration creates by hand (expression or spatial indexes), declared in the table's info."""
+    return {n for t in Base.metadata.tables.values() for n in t.info.get("unmanaged_indexes", ())}
+
+
 def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
     """When generating a revision for one branch, look only at that branch's tables."""
+    if type_ == "table" and reflected and compare_to is None and name in _unmanaged():
+        return False
+    if type_ == "index" and reflected and compare_to is None and name in _unmanaged_indexes():
+        return False
     label = config.attributes.get("branch")
     if label is None or type_ != "table" or name is None:
         return True

@@ -1,0 +1,14 @@
+"""Context: the city's live state as an ETSI NGSI-LD context broker, with history and subscriptions."""
+
+from citybrain.sdk import AppSpec, NavItem
+
+APP = AppSpec(
+    label="context",
+    title="Context broker",
+    description="Every sensor, road and facility as a live NGSI-LD entity, with its history.",
+    layer="base",
+    requires=("identity",),
+    icon="context",
+    nav=(NavItem("Entities", "/context/entities", "context.entity.read"),),
+    mounts=(("/ngsi-ld/v1", "ngsild"),),
+)

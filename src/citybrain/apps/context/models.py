@@ -1,0 +1,83 @@
+"""Context tables: entities in their stored (expanded) form, attribute history, @context documents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, Index, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from citybrain.sdk import Base
+
+# JSONB on PostgreSQL (indexable, binary), JSON text on SQLite (queried with JSON1).
+Document = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Entity(Base):
+    """One NGSI-LD entity of a tenant: its stored form plus columns the queries index."""
+
+    __tablename__ = "context_entity"
+    __table_args__ = (
+        UniqueConstraint("tenant", "entity_id", name="tenant_entity"),
+        Index("ix_context_entity_tenant_type", "tenant", "type"),
+        # The spatial indexes live in the migration (R*Tree on SQLite, GiST expression on PostgreSQL).
+        {"info": {"unmanaged_indexes": ("ix_context_entity_geo",)}},
+    )
+
+    pk: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="")
+    entity_id: Mapped[str] = mapped_column(String(512))
+    type: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime]
+    modified_at: Mapped[datetime] = mapped_column(index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(Document)
+    # Bounding box of the `location` GeoProperty, for the spatial prefilter.
+    min_lon: Mapped[float | None] = mapped_column(Float, default=None)
+    min_lat: Mapped[float | None] = mapped_column(Float, default=None)
+    max_lon: Mapped[float | None] = mapped_column(Float, default=None)
+    max_lat: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class EntityType(Base):
+    """Each further type of a multi-typed entity (the first type is on the entity row)."""
+
+    __tablename__ = "context_entity_type"
+
+    entity_pk: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(512), primary_key=True, index=True)
+
+
+class AttributeHistory(Base):
+    """Every attribute instance ever written (or deleted: `instance` None), for the temporal API."""
+
+    __tablename__ = "context_history"
+    __table_args__ = (
+        Index("ix_context_history_lookup", "tenant", "entity_id", "attr", "observed_at"),
+        Index("ix_context_history_modified", "modified_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="")
+    entity_id: Mapped[str] = mapped_column(String(512))
+    attr: Mapped[str] = mapped_column(String(512))
+    dataset_id: Mapped[str] = mapped_column(String(512), default="")
+    observed_at: Mapped[datetime | None] = mapped_column(default=None)
+    modified_at: Mapped[datetime]
+    number: Mapped[float | None] = mapped_column(Float, default=None)
+    instance: Mapped[dict[str, Any] | None] = mapped_column(Document, default=None)
+
+
+class JsonLdContext(Base):
+    """A user @context document stored by the broker and served at its own URL."""
+
+    __tablename__ = "context_jsonld"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(1024), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="hosted")
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    last_usage: Mapped[datetime | None] = mapped_column(default=None)
+    usage_count: Mapped[int] = mapped_column(default=0)
