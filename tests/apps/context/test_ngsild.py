@@ -4,38 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from citybrain.apps.context.models import AttributeHistory, Entity
-from citybrain.apps.identity import schemas, services
 from citybrain.core.context import AppContext
 from citybrain.core.ledger import LedgerRecord
 from citybrain.core.permissions import SYSTEM
+from tests.apps.context.conftest import token_for
 from tests.conftest import Seeded
 
 BASE = "/ngsi-ld/v1"
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
 ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
-
-
-def token_for(ctx: AppContext, seeded: Seeded, scopes: list[str]) -> str:
-    """An API token of the platform admin limited to `scopes`."""
-    with ctx.read() as session:
-        from citybrain.apps.identity.models import User
-
-        admin = services.actor_for(ctx, session, session.get_one(User, seeded.admin_id))
-    created = services.create_token(ctx, admin, schemas.TokenCreate(name="fiware client", scopes=scopes))
-    return created.token
-
-
-@pytest.fixture
-def ngsi(client: TestClient, ctx: AppContext, seeded: Seeded) -> TestClient:
-    """A client with a token that may read and write entities."""
-    token = token_for(ctx, seeded, ["context.entity.read", "context.entity.write"])
-    client.headers["Authorization"] = f"Bearer {token}"
-    return client
 
 
 def station(number: int = 1, pm25: float = 35.0, lon: float = 104.679, lat: float = 31.467) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from citybrain.apps.context import entities as ent
-from citybrain.apps.context import jsonld, services
+from citybrain.apps.context import jsonld, services, temporal
 from citybrain.apps.context.errors import (
     BadRequestData,
     InvalidRequest,
@@ -600,3 +600,145 @@ async def get_attribute(attr: str, request: Request) -> Response:
     if iri not in found:
         raise ResourceNotFound(f"no attribute {attr}")
     return _respond(call, _attr_info(call, iri, found[iri]))
+
+
+# --- temporal API ------------------------------------------------------------------------------
+
+TEMPORAL_PARAMS = QUERY_PARAMS | {
+    "timerel",
+    "timeAt",
+    "endTimeAt",
+    "timeproperty",
+    "lastN",
+    "aggrMethods",
+    "aggrPeriodDuration",
+}
+
+
+def _moment(call: Call, key: str) -> Any:
+    raw = call.params.get(key)
+    if raw is None:
+        return None
+    from datetime import datetime
+
+    return datetime.fromisoformat(ent.parse_datetime(raw, key))
+
+
+def _temporal_query(call: Call, params: Mapping[str, Any], single: str | None) -> temporal.TemporalQuery:
+    """Parse the temporal parameters (and the entity selection when not a single entity)."""
+    if single is not None:
+        selection = services.EntityQuery(ids=[single], limit=1)
+    else:
+        selection = _entity_query(call, params)
+    timerel = temporal.check_window(
+        params.get("timerel"), _moment(call, "timeAt"), _moment(call, "endTimeAt")
+    )
+    timeproperty = params.get("timeproperty") or "observedAt"
+    if timeproperty not in ("observedAt", "modifiedAt"):
+        raise BadRequestData(
+            "timeproperty must be observedAt or modifiedAt (createdAt is not kept per instance)"
+        )
+    options = _options(call)
+    methods: list[str] = []
+    period = None
+    if "aggregatedValues" in options or call.params.get("format") == "aggregatedValues":
+        methods = [m.strip() for m in (params.get("aggrMethods") or "").split(",") if m.strip()]
+        unknown = [m for m in methods if m not in temporal.AGGREGATES]
+        if not methods or unknown:
+            raise BadRequestData(f"aggrMethods must list some of {', '.join(temporal.AGGREGATES)}")
+        if params.get("aggrPeriodDuration"):
+            period = temporal.parse_duration(str(params["aggrPeriodDuration"]))
+    last_n = _int(call, "lastN", 0) or None
+    return temporal.TemporalQuery(
+        entities=selection,
+        attrs=_names(call, "attrs"),
+        timerel=timerel,
+        time_at=_moment(call, "timeAt"),
+        end_time_at=_moment(call, "endTimeAt"),
+        timeproperty=timeproperty,  # type: ignore[arg-type]
+        last_n=last_n,
+        aggr_methods=methods,
+        aggr_period=period,
+    )
+
+
+def _render_temporal(call: Call, item: dict[str, Any], query: temporal.TemporalQuery) -> dict[str, Any]:
+    """A temporal entity in the requested form: instances, temporalValues or aggregatedValues."""
+    types = [call.context.compact_type(t) for t in item["type"]]
+    body: dict[str, Any] = {"id": item["id"], "type": types[0] if len(types) == 1 else types}
+    if query.aggr_methods:
+        for iri, series in item.get("aggregates", {}).items():
+            body[call.context.compact(iri)] = {"type": "Property", **series}
+        return body
+    values_form = "temporalValues" in _options(call) or call.params.get("format") == "temporalValues"
+    for iri, instances in item["attrs"].items():
+        name = call.context.compact(iri)
+        if values_form:
+            kind = instances[0].get("type", "Property") if instances else "Property"
+            member = {"Relationship": "objects", "LanguageProperty": "languageMaps"}.get(kind, "values")
+            source = {"Relationship": "object", "LanguageProperty": "languageMap"}.get(kind, "value")
+            body[name] = {
+                "type": kind,
+                member: [[i.get(source), i.get(query.timeproperty)] for i in instances],
+            }
+            continue
+        rendered = []
+        for instance in instances:
+            instance_id = instance.pop("instanceId")
+            one = ent.render_entity(
+                {"id": item["id"], "type": item["type"], "attrs": {iri: [instance]}},
+                call.context,
+                sys_attrs="sysAttrs" in _options(call),
+            )
+            rendered.append({**one[name], "instanceId": instance_id})
+        body[name] = rendered
+    return body
+
+
+@router.get("/temporal/entities/{entity_id:path}")
+async def temporal_entity(entity_id: str, request: Request) -> Response:
+    """The history of one entity's attributes."""
+    call = await _call(request, allowed=TEMPORAL_PARAMS - {"id", "type", "idPattern", "q", "georel"})
+    ent.validate_entity_id(entity_id)
+    query = _temporal_query(call, call.params, entity_id)
+    found = temporal.temporal_entities(call.ctx, call.actor, call.tenant, query)
+    if not found:
+        raise ResourceNotFound(f"entity {entity_id} does not exist")
+    return _respond(call, _render_temporal(call, found[0], query))
+
+
+@router.get("/temporal/entities")
+async def temporal_query(request: Request) -> Response:
+    """The history of the attributes of every entity a query selects."""
+    call = await _call(request, allowed=TEMPORAL_PARAMS)
+    query = _temporal_query(call, call.params, None)
+    found = temporal.temporal_entities(call.ctx, call.actor, call.tenant, query)
+    return _respond(call, [_render_temporal(call, item, query) for item in found])
+
+
+@router.post("/temporal/entityOperations/query")
+async def temporal_batch_query(request: Request) -> Response:
+    """A temporal query given as a Query object in the body."""
+    call = await _call(request, allowed={"limit", "offset", "count", "options", "format", "lastN"}, body=True)
+    body = call.body
+    if not isinstance(body, dict) or body.get("type") != "Query":
+        raise BadRequestData('the body must be a Query object ({"type": "Query", ...})')
+    params: dict[str, Any] = {"q": body.get("q")}
+    entities = body.get("entities") or []
+    if entities:
+        params.update(
+            type=entities[0].get("type"), id=entities[0].get("id"), idPattern=entities[0].get("idPattern")
+        )
+    extra = {k: v for k, v in (body.get("temporalQ") or {}).items() if isinstance(v, str)}
+    if body.get("attrs"):
+        extra["attrs"] = ",".join(body["attrs"])
+    for key in ("aggrMethods",):
+        if body.get(key):
+            extra[key] = ",".join(body[key]) if isinstance(body[key], list) else str(body[key])
+    if body.get("aggrPeriodDuration"):
+        extra["aggrPeriodDuration"] = str(body["aggrPeriodDuration"])
+    call.params = {**call.params, **extra}
+    params.update(extra)
+    query = _temporal_query(call, params, None)
+    found = temporal.temporal_entities(call.ctx, call.actor, call.tenant, query)
+    return _respond(call, [_render_temporal(call, item, query) for item in found])
