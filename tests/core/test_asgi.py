@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from citybrain.core.asgi import create_app
@@ -110,3 +111,31 @@ def test_database_errors_become_problems_not_crashes(settings: Settings) -> None
         assert "UNIQUE" not in conflict.text  # no database internals leak
         invalid = client.get("/api/test/overflow")
         assert invalid.status_code == 422 and invalid.json()["detail"]
+
+
+def test_app_lifespans_run_around_the_bus(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+    import types
+    from collections.abc import AsyncIterator
+
+    from citybrain.core.apps import AppSpec
+
+    seen: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(ctx: object) -> AsyncIterator[None]:
+        seen.append("start")
+        yield
+        seen.append("stop")
+
+    original = AppSpec.module
+
+    def module(self: AppSpec, feature: str) -> object:
+        if self.label == "identity" and feature == "lifespan":
+            return types.SimpleNamespace(lifespan=lifespan)
+        return original(self, feature)
+
+    monkeypatch.setattr(AppSpec, "module", module)
+    with TestClient(create_app(settings)):
+        assert seen == ["start"]
+    assert seen == ["start", "stop"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -35,14 +35,20 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await ctx.bus.start()
-        await relay.start()
-        try:
-            yield
-        finally:
-            await relay.stop()
-            await ctx.bus.stop()
-            ctx.db.dispose()
+        async with AsyncExitStack() as stack:
+            # Apps' lifespans (bus subscriptions, background workers) start before the bus and stop after it.
+            for spec in ctx.apps:
+                module = spec.module("lifespan")
+                if module is not None:
+                    await stack.enter_async_context(module.lifespan(ctx))
+            await ctx.bus.start()
+            await relay.start()
+            try:
+                yield
+            finally:
+                await relay.stop()
+                await ctx.bus.stop()
+        ctx.db.dispose()
 
     app = FastAPI(
         title="CityBrain 城市智脑",
