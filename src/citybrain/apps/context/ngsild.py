@@ -11,6 +11,7 @@ from urllib.parse import quote
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from citybrain.apps.context import entities as ent
 from citybrain.apps.context import jsonld, services, temporal
@@ -96,7 +97,7 @@ def _resolver(ctx: AppContext) -> jsonld.Resolver:
 async def _call(request: Request, *, allowed: set[str], body: bool = False, geo_ok: bool = False) -> Call:
     """Parse and check the common parts of a request (raises the spec's errors)."""
     ctx = get_ctx(request)
-    actor = current_actor(request)
+    actor = await run_in_threadpool(current_actor, request)
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         raise InvalidRequest(f"unknown or unsupported query parameter(s): {', '.join(unknown)}")
@@ -120,8 +121,12 @@ async def _call(request: Request, *, allowed: set[str], body: bool = False, geo_
             body_context = payload.pop("@context", None)
         if media == MERGE_PATCH:
             content_type = JSON
-    context = jsonld.context_from_request(
-        content_type if body else JSON, request.headers.get("link"), body_context, _resolver(ctx)
+    context = await run_in_threadpool(
+        jsonld.context_from_request,
+        content_type if body else JSON,
+        request.headers.get("link"),
+        body_context,
+        _resolver(ctx),
     )
     return Call(ctx, actor, tenant, context, accept, request.query_params, payload)
 
@@ -281,7 +286,7 @@ async def create_entity(request: Request) -> Response:
     """Create an entity (201 with Location)."""
     call = await _call(request, allowed={"options"}, body=True)
     stored = _parse_entity(call, call.body)
-    services.create_entity(call.ctx, call.actor, call.tenant, stored)
+    await run_in_threadpool(services.create_entity, call.ctx, call.actor, call.tenant, stored)
     return Response(
         status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{quote(stored['id'], safe=':')}"}
     )
@@ -291,7 +296,9 @@ async def create_entity(request: Request) -> Response:
 async def query_entities(request: Request) -> Response:
     """Query entities by type, id, idPattern, q, geo-query and attributes, one page at a time."""
     call = await _call(request, allowed=QUERY_PARAMS, geo_ok=True)
-    result = services.query_entities(call.ctx, call.actor, call.tenant, _entity_query(call, call.params))
+    result = await run_in_threadpool(
+        services.query_entities, call.ctx, call.actor, call.tenant, _entity_query(call, call.params)
+    )
     headers = {"NGSILD-Results-Count": str(result.total)} if result.total is not None else {}
     items = [_render(call, stored) for stored in result.entities]
     if call.accept == GEOJSON:
@@ -311,7 +318,7 @@ async def retrieve_entity(entity_id: str, request: Request) -> Response:
         request, allowed=QUERY_PARAMS - {"id", "type", "idPattern", "q", "georel"}, geo_ok=True
     )
     ent.validate_entity_id(entity_id)
-    stored = services.get_entity(call.ctx, call.actor, call.tenant, entity_id)
+    stored = await run_in_threadpool(services.get_entity, call.ctx, call.actor, call.tenant, entity_id)
     return _respond(call, _render(call, stored))
 
 
@@ -327,8 +334,8 @@ async def delete_attribute(entity_id: str, attr: str, request: Request) -> Respo
     def apply(stored: dict[str, Any], now: Any) -> ent.UpdateResult:
         return ent.delete_attr(stored, iri, now, dataset_id=dataset_id, delete_all=delete_all)
 
-    result = services.update_entity(
-        call.ctx, call.actor, call.tenant, entity_id, "context.entity.update", apply
+    result = await run_in_threadpool(
+        services.update_entity, call.ctx, call.actor, call.tenant, entity_id, "context.entity.update", apply
     )
     if result.not_updated:
         raise ResourceNotFound(f"attribute {attr} of {entity_id} does not exist")
@@ -340,7 +347,7 @@ async def delete_entity(entity_id: str, request: Request) -> Response:
     """Delete an entity."""
     call = await _call(request, allowed=set())
     ent.validate_entity_id(entity_id)
-    services.delete_entity(call.ctx, call.actor, call.tenant, entity_id)
+    await run_in_threadpool(services.delete_entity, call.ctx, call.actor, call.tenant, entity_id)
     return Response(status_code=204)
 
 
@@ -352,7 +359,7 @@ async def append_attributes(entity_id: str, request: Request) -> Response:
     attrs = ent.parse_attributes(call.body, call.context, utcnow())
     no_overwrite = "noOverwrite" in _options(call)
     return _multi_status(
-        _update(
+        await _update(
             call,
             entity_id,
             lambda stored, now: ent.append_attrs(stored, attrs, now, no_overwrite=no_overwrite),
@@ -369,7 +376,7 @@ async def partial_attribute_update(entity_id: str, attr: str, request: Request) 
     iri = call.context.expand(ent.validate_attr_name(attr))
     fragment = ent.parse_attr_fragment(call.body, call.context, attr)
     dataset_id = fragment.get("datasetId") if isinstance(fragment, dict) else None
-    result = _update(
+    result = await _update(
         call, entity_id, lambda stored, now: ent.partial_attr_update(stored, iri, fragment, now, dataset_id)
     )
     if result.not_updated:
@@ -384,7 +391,7 @@ async def update_attributes(entity_id: str, request: Request) -> Response:
     ent.validate_entity_id(entity_id)
     attrs = ent.parse_attributes(call.body, call.context, utcnow(), nulls="attribute")
     return _multi_status(
-        _update(call, entity_id, lambda stored, now: ent.update_attrs(stored, attrs, now)), call
+        await _update(call, entity_id, lambda stored, now: ent.update_attrs(stored, attrs, now)), call
     )
 
 
@@ -398,7 +405,7 @@ async def replace_entity(entity_id: str, request: Request) -> Response:
     if payload["id"] != entity_id:
         raise BadRequestData("the id in the body differs from the id in the URL")
     new = _parse_entity(call, payload)
-    _update(call, entity_id, lambda stored, now: ent.replace_entity(stored, new, now))
+    await _update(call, entity_id, lambda stored, now: ent.replace_entity(stored, new, now))
     return Response(status_code=204)
 
 
@@ -410,15 +417,15 @@ async def merge_entity(entity_id: str, request: Request) -> Response:
     fragment = ent.parse_fragment(call.body, call.context, utcnow(), nulls="nested")
     types = fragment.get("type", ())
     attrs = fragment.get("attrs", {})
-    _update(call, entity_id, lambda stored, now: ent.merge_entity(stored, attrs, now, types=types))
+    await _update(call, entity_id, lambda stored, now: ent.merge_entity(stored, attrs, now, types=types))
     return Response(status_code=204)
 
 
-def _update(
+async def _update(
     call: Call, entity_id: str, apply: Callable[[dict[str, Any], Any], ent.UpdateResult]
 ) -> ent.UpdateResult:
-    return services.update_entity(
-        call.ctx, call.actor, call.tenant, entity_id, "context.entity.update", apply
+    return await run_in_threadpool(
+        services.update_entity, call.ctx, call.actor, call.tenant, entity_id, "context.entity.update", apply
     )
 
 
@@ -452,7 +459,8 @@ async def entity_operation(operation: str, request: Request) -> Response:
             exc.entity_id = raw.get("id", "") if isinstance(raw, dict) else str(raw)  # type: ignore[attr-defined]
             items.append(exc)
     options = _options(call)
-    result = services.batch(
+    result = await run_in_threadpool(
+        services.batch,
         call.ctx,
         call.actor,
         call.tenant,
@@ -504,7 +512,9 @@ async def _batch_query(request: Request) -> Response:
             coordinates=geo.get("coordinates"),
             geoproperty=geo.get("geoproperty"),
         )
-    result = services.query_entities(call.ctx, call.actor, call.tenant, _entity_query(call, params))
+    result = await run_in_threadpool(
+        services.query_entities, call.ctx, call.actor, call.tenant, _entity_query(call, params)
+    )
     headers = {"NGSILD-Results-Count": str(result.total)} if result.total is not None else {}
     return _respond(call, [_render(call, s) for s in result.entities], headers=headers)
 
@@ -516,7 +526,7 @@ async def _batch_query(request: Request) -> Response:
 async def list_types(request: Request) -> Response:
     """The entity types present (details=true for attribute names and counts)."""
     call = await _call(request, allowed={"details"})
-    found = services.entity_types(call.ctx, call.actor, call.tenant)
+    found = await run_in_threadpool(services.entity_types, call.ctx, call.actor, call.tenant)
     compact = call.context.compact_type
     if call.params.get("details") == "true":
         body: Any = [_type_info(call, iri, info, detailed=False) for iri, info in sorted(found.items())]
@@ -558,7 +568,7 @@ async def get_type(type_name: str, request: Request) -> Response:
     """Details of one entity type: entity count and its attributes."""
     call = await _call(request, allowed=set())
     iri = call.context.expand_type(type_name)
-    found = services.entity_types(call.ctx, call.actor, call.tenant)
+    found = await run_in_threadpool(services.entity_types, call.ctx, call.actor, call.tenant)
     if iri not in found:
         raise ResourceNotFound(f"no entity of type {type_name}")
     return _respond(call, _type_info(call, iri, found[iri], detailed=True))
@@ -568,7 +578,7 @@ async def get_type(type_name: str, request: Request) -> Response:
 async def list_attributes(request: Request) -> Response:
     """The attribute names present (details=true for counts and types)."""
     call = await _call(request, allowed={"details"})
-    found = services.attribute_names(call.ctx, call.actor, call.tenant)
+    found = await run_in_threadpool(services.attribute_names, call.ctx, call.actor, call.tenant)
     if call.params.get("details") == "true":
         body: Any = [_attr_info(call, iri, info) for iri, info in sorted(found.items())]
     else:
@@ -596,7 +606,7 @@ async def get_attribute(attr: str, request: Request) -> Response:
     """Details of one attribute name."""
     call = await _call(request, allowed=set())
     iri = call.context.expand(attr)
-    found = services.attribute_names(call.ctx, call.actor, call.tenant)
+    found = await run_in_threadpool(services.attribute_names, call.ctx, call.actor, call.tenant)
     if iri not in found:
         raise ResourceNotFound(f"no attribute {attr}")
     return _respond(call, _attr_info(call, iri, found[iri]))
@@ -701,7 +711,7 @@ async def temporal_entity(entity_id: str, request: Request) -> Response:
     call = await _call(request, allowed=TEMPORAL_PARAMS - {"id", "type", "idPattern", "q", "georel"})
     ent.validate_entity_id(entity_id)
     query = _temporal_query(call, call.params, entity_id)
-    found = temporal.temporal_entities(call.ctx, call.actor, call.tenant, query)
+    found = await run_in_threadpool(temporal.temporal_entities, call.ctx, call.actor, call.tenant, query)
     if not found:
         raise ResourceNotFound(f"entity {entity_id} does not exist")
     return _respond(call, _render_temporal(call, found[0], query))
@@ -712,7 +722,7 @@ async def temporal_query(request: Request) -> Response:
     """The history of the attributes of every entity a query selects."""
     call = await _call(request, allowed=TEMPORAL_PARAMS)
     query = _temporal_query(call, call.params, None)
-    found = temporal.temporal_entities(call.ctx, call.actor, call.tenant, query)
+    found = await run_in_threadpool(temporal.temporal_entities, call.ctx, call.actor, call.tenant, query)
     return _respond(call, [_render_temporal(call, item, query) for item in found])
 
 
@@ -740,5 +750,5 @@ async def temporal_batch_query(request: Request) -> Response:
     call.params = {**call.params, **extra}
     params.update(extra)
     query = _temporal_query(call, params, None)
-    found = temporal.temporal_entities(call.ctx, call.actor, call.tenant, query)
+    found = await run_in_threadpool(temporal.temporal_entities, call.ctx, call.actor, call.tenant, query)
     return _respond(call, [_render_temporal(call, item, query) for item in found])
