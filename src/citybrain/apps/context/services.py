@@ -460,3 +460,54 @@ def purge_history(ctx: AppContext, actor: Actor, older_than: datetime) -> int:
         count = int(getattr(deleted, "rowcount", 0) or 0)
         uow.record("delete", "context_history:*", None, {"older_than": older_than.isoformat(), "rows": count})
         return count
+
+
+# --- reads for the entity browser pages --------------------------------------------------------
+
+
+def entity_type_counts(ctx: AppContext, actor: Actor, tenant: str) -> dict[str, int]:
+    """How many entities carry each type (expanded IRIs), counted in the database, not entity by entity."""
+    actor.require(READ)
+    with ctx.read() as session:
+        _check_tenant_exists(session, tenant)
+        first = select(Entity.type, func.count()).where(Entity.tenant == tenant).group_by(Entity.type)
+        counts: dict[str, int] = {str(name): int(n) for name, n in session.execute(first)}
+        further = (
+            select(EntityType.type, func.count())
+            .join(Entity, Entity.pk == EntityType.entity_pk)
+            .where(Entity.tenant == tenant)
+            .group_by(EntityType.type)
+        )
+        for name, n in session.execute(further):
+            counts[str(name)] = counts.get(str(name), 0) + int(n)
+    return counts
+
+
+def attribute_history(
+    ctx: AppContext,
+    actor: Actor,
+    tenant: str,
+    entity_id: str,
+    attr_iri: str,
+    limit: int = 500,
+    *,
+    dataset_id: str | None = None,
+) -> list[tuple[datetime, float]]:
+    """The last `limit` numeric values of an attribute instance, oldest first (at observedAt, else modifiedAt)."""
+    actor.require(READ)
+    moment = func.coalesce(AttributeHistory.observed_at, AttributeHistory.modified_at)
+    stmt = (
+        select(moment, AttributeHistory.number)
+        .where(
+            AttributeHistory.tenant == tenant,
+            AttributeHistory.entity_id == entity_id,
+            AttributeHistory.attr == attr_iri,
+            AttributeHistory.dataset_id == (dataset_id or ""),
+            AttributeHistory.number.is_not(None),
+        )
+        .order_by(moment.desc(), AttributeHistory.pk.desc())
+        .limit(limit)
+    )
+    with ctx.read() as session:
+        rows = session.execute(stmt).all()
+    return [(when, number) for when, number in reversed(rows) if number is not None]
