@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -81,3 +81,58 @@ class JsonLdContext(Base):
     created_at: Mapped[datetime]
     last_usage: Mapped[datetime | None] = mapped_column(default=None)
     usage_count: Mapped[int] = mapped_column(default=0)
+
+
+class Subscription(Base):
+    """An NGSI-LD subscription of a tenant: its document plus the columns matching and delivery use."""
+
+    __tablename__ = "context_subscription"
+    __table_args__ = (
+        UniqueConstraint("tenant", "subscription_id", name="tenant_subscription"),
+        Index("ix_context_subscription_tenant_status", "tenant", "status"),
+    )
+
+    pk: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="")
+    subscription_id: Mapped[str] = mapped_column(String(512))
+    # The subscription as given, names expanded, with the @context it was made with under "@context".
+    data: Mapped[dict[str, Any]] = mapped_column(Document)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    # "active" or "paused" (expiry is read from expires_at, since it changes with time alone).
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    throttling: Mapped[float | None] = mapped_column(Float, default=None)
+    time_interval: Mapped[float | None] = mapped_column(Float, default=None)
+    next_periodic_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_notification: Mapped[datetime | None] = mapped_column(default=None)
+    last_success: Mapped[datetime | None] = mapped_column(default=None)
+    last_failure: Mapped[datetime | None] = mapped_column(default=None)
+    times_sent: Mapped[int] = mapped_column(default=0)
+    times_failed: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]
+    modified_at: Mapped[datetime]
+
+
+class Notification(Base):
+    """A notification waiting for (or done with) delivery: the durable queue of the deliverer."""
+
+    __tablename__ = "context_notification"
+    __table_args__ = (
+        UniqueConstraint("subscription_pk", "event_key", name="subscription_event"),
+        Index("ix_context_notification_due", "state", "next_attempt_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(primary_key=True)
+    subscription_pk: Mapped[int] = mapped_column(
+        ForeignKey("context_subscription.pk", ondelete="CASCADE"), index=True
+    )
+    subscription_id: Mapped[str] = mapped_column(String(512))
+    # The bus event (or periodic tick) this notification answers, so a redelivered event adds nothing.
+    event_key: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(Document)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
