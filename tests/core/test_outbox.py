@@ -134,3 +134,27 @@ async def _delete_stream(name: str) -> None:
         await nc.jetstream().delete_stream(name)
     finally:
         await nc.close()
+
+
+def test_shutdown_never_hangs_on_a_stuck_handler(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler that never returns delays shutdown by at most shutdown_seconds, with a warning."""
+    app = create_app(settings.model_copy(update={"shutdown_seconds": 0.5}))
+    ctx: AppContext = app.state.ctx
+    started = asyncio.Event()
+
+    async def stuck(event: DepartmentTouched) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    client = TestClient(app)
+    with client:
+        subscribe(client, ctx, stuck, "test.stuck")
+        with ctx.uow(SYSTEM, "test.emit") as uow:
+            uow.emit(DepartmentTouched(code="a"))
+            uow.emit(DepartmentTouched(code="b"))
+        assert wait_for(started.is_set)
+        began = time.monotonic()
+    assert time.monotonic() - began < 5
+    assert any("draining the bus" in r.getMessage() for r in caplog.records)

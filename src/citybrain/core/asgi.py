@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -26,6 +29,7 @@ from citybrain.core.web import (
 )
 
 LAYERS = ("base", "brain", "application", "entrance")
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> FastAPI:
@@ -46,8 +50,8 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
             try:
                 yield
             finally:
-                await relay.stop()
-                await ctx.bus.stop()
+                await _bounded(relay.stop(), "publishing the outbox", settings.shutdown_seconds)
+                await _bounded(ctx.bus.stop(), "draining the bus", settings.shutdown_seconds)
         ctx.db.dispose()
 
     app = FastAPI(
@@ -136,6 +140,14 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
         return response
 
     return app
+
+
+async def _bounded(step: Coroutine[Any, Any, None], what: str, seconds: float) -> None:
+    """Run a shutdown step, giving up (with a warning) after `seconds` so a stop never hangs."""
+    try:
+        await asyncio.wait_for(step, timeout=seconds)
+    except TimeoutError:
+        log.warning("shutdown: %s did not finish within %g s; carrying on", what, seconds)
 
 
 def app_from_env() -> FastAPI:

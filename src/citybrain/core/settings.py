@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_minutes: float = Field(default=15.0, gt=0)
     secure_cookies: bool = False
+    shutdown_seconds: float = Field(default=15.0, gt=0)
     sql_echo: bool = False
 
     @field_validator("apps", mode="before")
