@@ -123,11 +123,15 @@ class OutboxRelay:
             rows = await asyncio.to_thread(self._pending)
             if not rows:
                 return published
-            for row_id, event_type, payload in rows:
-                event = _event_class(event_type).model_validate_json(payload)
-                await self.bus.publish(event)
-                await asyncio.to_thread(self._mark, row_id)
-                published += 1
+            done: list[int] = []
+            try:
+                for row_id, event_type, payload in rows:
+                    await self.bus.publish(_event_class(event_type).model_validate_json(payload))
+                    done.append(row_id)
+            finally:
+                if done:
+                    await asyncio.to_thread(self._mark, done)
+            published += len(done)
 
     def _pending(self, limit: int = 200) -> list[tuple[int, str, str]]:
         with self.db.read() as session:
@@ -139,6 +143,6 @@ class OutboxRelay:
             )
             return [(r.id, r.event_type, r.payload) for r in session.execute(stmt)]
 
-    def _mark(self, row_id: int) -> None:
+    def _mark(self, row_ids: list[int]) -> None:
         with self.db.write_sessions.begin() as session:
-            session.execute(update(OutboxRow).where(OutboxRow.id == row_id).values(published_at=utcnow()))
+            session.execute(update(OutboxRow).where(OutboxRow.id.in_(row_ids)).values(published_at=utcnow()))

@@ -12,7 +12,13 @@ from sqlalchemy import ColumnElement, Integer, column, delete, func, insert, or_
 from sqlalchemy.orm import Session
 
 from citybrain.apps.context import entities as ent
-from citybrain.apps.context.errors import AlreadyExists, BadRequestData, NonexistentTenant, ResourceNotFound
+from citybrain.apps.context.errors import (
+    AlreadyExists,
+    BadRequestData,
+    NgsiError,
+    NonexistentTenant,
+    ResourceNotFound,
+)
 from citybrain.apps.context.events import AttributeChange, AttributesChanged, EntityCreated, EntityDeleted
 from citybrain.apps.context.geo import GeoQuery, geometry_bbox
 from citybrain.apps.context.models import AttributeHistory, Entity, EntityType
@@ -189,8 +195,10 @@ def _save(uow: UnitOfWork, tenant: str, row: Entity, result: ent.UpdateResult, n
     for key, value in _columns(result.entity).items():
         setattr(row, key, value)
     session.flush()
-    _set_types(session, row.pk, result.entity["type"])
-    _index_geo(session, row.pk, result.entity)
+    if result.entity["type"] != before.get("type"):
+        _set_types(session, row.pk, result.entity["type"])
+    if ent.geometry_of(result.entity) != ent.geometry_of(before):
+        _index_geo(session, row.pk, result.entity)
     _history(session, tenant, row.entity_id, result.changes, now)
     uow.record("update", f"context_entity:{tenant}/{row.entity_id}", before, result.entity)
     if result.changes:
@@ -281,12 +289,8 @@ def batch(
                 _batch_one(uow, tenant, kind, item, now, upsert_mode, no_overwrite)
                 savepoint.commit()
                 outcome.success.append(entity_id)
-            except Exception as exc:  # one bad item never blocks the others
+            except NgsiError as exc:  # one bad item never blocks the others
                 savepoint.rollback()
-                from citybrain.apps.context.errors import NgsiError
-
-                if not isinstance(exc, NgsiError):
-                    raise
                 outcome.errors.append(_batch_error(entity_id, exc))
     return outcome
 
