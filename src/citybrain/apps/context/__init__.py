@@ -10,5 +10,5 @@ APP = AppSpec(
     requires=("identity",),
     icon="context",
     nav=(NavItem("Entities", "/context/entities", "context.entity.read"),),
-    mounts=(("/ngsi-ld/v1", "ngsild"), ("/ngsi-ld/v1", "subscriptions_api")),
+    mounts=(("/ngsi-ld/v1", "ngsild"), ("/ngsi-ld/v1", "subscriptions_api"), ("/ngsi-ld/v1", "contexts_api")),
 )
