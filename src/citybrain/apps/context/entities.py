@@ -631,6 +631,16 @@ def _by_dataset(instances: Iterable[JsonDict]) -> dict[str | None, JsonDict]:
     return {inst.get("datasetId"): inst for inst in instances}
 
 
+def _apply_metadata(instance: JsonDict, patch: Mapping[str, Any]) -> None:
+    """Set (or, for NGSI-LD Null, remove) the observedAt, unitCode and objectType members a patch names."""
+    for key in ("observedAt", "unitCode", "objectType"):
+        if key in patch:
+            if _is_null(patch[key]):
+                instance.pop(key, None)
+            else:
+                instance[key] = patch[key]
+
+
 def _stamped(instance: Mapping[str, Any], created: str, modified: str) -> JsonDict:
     out = {k: v for k, v in instance.items() if k not in ("createdAt", "modifiedAt", "sub")}
     out["createdAt"] = created
@@ -830,12 +840,7 @@ def _merge_instance(old: Mapping[str, Any], patch: Mapping[str, Any], name: str)
     if member in patch:
         mergeable = kind in ("Property", "LanguageProperty")
         result[member] = _merge_json(old.get(member), patch[member]) if mergeable else patch[member]
-    for key in ("observedAt", "unitCode", "objectType"):
-        if key in patch:
-            if _is_null(patch[key]):
-                result.pop(key, None)
-            else:
-                result[key] = patch[key]
+    _apply_metadata(result, patch)
     if "sub" in patch:
         sub = dict(old.get("sub", {}))
         for sub_iri, instances in patch["sub"].items():
@@ -915,12 +920,7 @@ def partial_attr_update(
         if is_null_instance({"type": kind, member: fragment[member]}):
             raise BadRequestData(f"A partial update cannot delete attribute {attr_iri}; delete it instead")
         new[member] = fragment[member]
-    for key in ("observedAt", "unitCode", "objectType"):
-        if key in fragment:
-            if _is_null(fragment[key]):
-                new.pop(key, None)
-            else:
-                new[key] = fragment[key]
+    _apply_metadata(new, fragment)
     if "sub" in fragment:
         sub = dict(old.get("sub", {}))
         for sub_iri, instances in fragment["sub"].items():

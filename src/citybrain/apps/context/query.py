@@ -50,6 +50,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
+from citybrain.apps.context.entities import VALUE_MEMBER
+
 MAX_QUERY_LENGTH = 4096
 MAX_DEPTH = 16
 MAX_TERMS = 64
@@ -59,15 +61,8 @@ MAX_PATTERN_LENGTH = 256
 
 META_MEMBERS = frozenset({"observedAt", "createdAt", "modifiedAt", "unitCode", "datasetId"})
 
-# The member holding the target value, by attribute type; anything else uses "value".
-_VALUE_MEMBERS = (
-    ("Relationship", "object"),
-    ("ListRelationship", "objectList"),
-    ("LanguageProperty", "languageMap"),
-    ("JsonProperty", "json"),
-    ("ListProperty", "valueList"),
-    ("VocabProperty", "vocab"),
-)
+# The member holding the target value, by attribute type, where it is not "value" (the stored form's table).
+_VALUE_MEMBERS = tuple((kind, member) for kind, member in VALUE_MEMBER.items() if member != "value")
 _RELATIONSHIPS = ("Relationship", "ListRelationship")
 
 _NUMBER_RE = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
