@@ -1,7 +1,8 @@
 """NGSI-LD broker figures against baselines measured in the same run; prints one JSON line.
 
 Runs one `citybrain serve` process on PostgreSQL (CITYBRAIN_BENCH_PG, default the local server) and drives
-it over HTTP. Sizes: CITYBRAIN_BENCH_ENTITIES (default 100000), CITYBRAIN_BENCH_SECONDS (default 10).
+it over HTTP. Sizes: CITYBRAIN_BENCH_ENTITIES (default 100000), CITYBRAIN_BENCH_SECONDS (default 10);
+server processes: CITYBRAIN_BENCH_WORKERS (default 1).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from citybrain.core.settings import load_settings
 PG = os.environ.get("CITYBRAIN_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 ENTITIES = int(os.environ.get("CITYBRAIN_BENCH_ENTITIES", "100000"))
 SECONDS = float(os.environ.get("CITYBRAIN_BENCH_SECONDS", "10"))
+WORKERS = os.environ.get("CITYBRAIN_BENCH_WORKERS", "1")
 BASE = "/ngsi-ld/v1"
 
 
@@ -69,30 +71,52 @@ def timed(fn: Any, repeat: int = 30) -> float:
     return round(statistics.median(samples) * 1000, 2)
 
 
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """Send one HTTP/1.1 request on a keep-alive connection, read the whole response, return its status."""
+    writer.write(request)
+    await writer.drain()
+    status = int((await reader.readline()).split(b" ", 2)[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
 async def hammer(url: str, token: str, seconds: float, concurrency: int = 16) -> dict[str, float]:
     """Partial attribute updates of random entities for `seconds`, `concurrency` at a time."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+    target = httpx.URL(url)
+    head = (
+        f"Host: {target.host}:{target.port}\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\n"
+    )
 
-        async def worker(n: int) -> None:
-            nonlocal errors
+    async def worker(n: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        try:
             i = n
             while time.perf_counter() < deadline:
                 body = orjson.dumps({"value": i % 500, "observedAt": datetime.now(UTC).isoformat()})
+                path = f"{BASE}/entities/{entity(i % 1000)['id']}/attrs/intensity"
+                request = f"PATCH {path} HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode()
                 start = time.perf_counter()
-                response = await client.patch(
-                    f"{BASE}/entities/{entity(i % 1000)['id']}/attrs/intensity", content=body
-                )
+                status = await exchange(reader, writer, request + body)
                 latencies.append(time.perf_counter() - start)
-                errors += response.status_code != 204
+                errors += status != 204
                 i += concurrency
+        finally:
+            writer.close()
 
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(n) for n in range(concurrency)))
-        elapsed = time.perf_counter() - began
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    elapsed = time.perf_counter() - began
     return {
         "requests_per_s": round(len(latencies) / elapsed, 1),
         "p50_ms": percentile(latencies, 0.5),
@@ -138,7 +162,7 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         server = subprocess.Popen(
-            [sys.executable, "-m", "citybrain", "serve", "--port", str(port)],
+            [sys.executable, "-m", "citybrain", "serve", "--port", str(port), "--workers", WORKERS],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -85,6 +85,8 @@ def _truncate(url: str) -> None:
             for r in conn.execute(
                 text(
                     "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                    " AND NOT EXISTS (SELECT FROM pg_depend WHERE deptype = 'e'"  # keep extensions' tables
+                    " AND objid = format('%I.%I', schemaname, tablename)::regclass)"
                 )
             )
         ]

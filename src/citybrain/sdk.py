@@ -19,6 +19,7 @@ from citybrain.core.db import (
     TimestampMixin,
     UnitOfWork,
     UTCDateTime,
+    bulk_insert,
     utcnow,
 )
 from citybrain.core.errors import (
@@ -52,6 +53,7 @@ from citybrain.core.web import (
     Locale,
     current_actor,
     get_ctx,
+    recalled_actor,
 )
 
 
@@ -103,12 +105,14 @@ __all__ = [
     "Unauthorized",
     "UnitOfWork",
     "ValidationFailed",
+    "bulk_insert",
     "current_actor",
     "get_ctx",
     "mask_email",
     "mask_id_number",
     "mask_phone",
     "merge_grants",
+    "recalled_actor",
     "render",
     "utcnow",
     "with_context",

@@ -139,3 +139,60 @@ def test_app_lifespans_run_around_the_bus(settings: Settings, monkeypatch: pytes
     with TestClient(create_app(settings)):
         assert seen == ["start"]
     assert seen == ["start", "stop"]
+
+
+def test_csrf_cookie_is_set_once_and_matches_the_pages_token(client: TestClient) -> None:
+    first = client.get("/")
+    cookie = first.headers["set-cookie"]
+    token = client.cookies.get("cb_csrf")
+    assert token and len(token) >= 43
+    assert cookie == f"cb_csrf={token}; Path=/; SameSite=strict"  # readable by the page's script
+    assert token in first.text  # the page sends it back in the X-CSRF-Token header
+    again = client.get("/")
+    assert "set-cookie" not in again.headers
+    assert token in again.text
+    client.cookies.clear()
+    renewed = client.get("/", headers={"Cookie": "cb_csrf=; cb_lang=en"})  # an empty token is renewed
+    fresh = renewed.headers["set-cookie"].removeprefix("cb_csrf=").split(";")[0]
+    assert fresh and fresh != token and fresh in renewed.text
+
+
+def test_each_browser_gets_its_own_csrf_token(client: TestClient) -> None:
+    tokens = set()
+    for _ in range(200):
+        client.cookies.clear()
+        client.get("/healthz")
+        tokens.add(client.cookies.get("cb_csrf"))
+    assert len(tokens) == 200 and None not in tokens
+
+
+def test_secure_cookie_setting_marks_the_csrf_cookie_secure(settings: Settings) -> None:
+    with TestClient(create_app(settings.model_copy(update={"secure_cookies": True}))) as client:
+        cookie = client.get("/healthz").headers["set-cookie"]
+    assert cookie.startswith("cb_csrf=") and cookie.endswith("; Path=/; SameSite=strict; Secure")
+
+
+def test_security_headers_on_every_response_unless_the_route_sets_its_own(settings: Settings) -> None:
+    from fastapi.responses import PlainTextResponse
+
+    app = create_app(settings)
+
+    def framed() -> PlainTextResponse:
+        return PlainTextResponse("ok", headers={"X-Frame-Options": "SAMEORIGIN"})
+
+    app.add_api_route("/api/test/framed", framed, methods=["GET"])
+    with TestClient(app) as client:
+        for path in ("/healthz", "/api/identity/nothing-here", "/static/core/css/citybrain.css"):
+            response = client.get(path)
+            assert response.headers["x-content-type-options"] == "nosniff", path
+            assert response.headers["x-frame-options"] == "DENY", path
+            assert response.headers["referrer-policy"] == "same-origin", path
+        own = client.get("/api/test/framed")
+        assert own.headers.get_list("x-frame-options") == ["SAMEORIGIN"]
+        assert own.headers["referrer-policy"] == "same-origin"
+
+
+def test_no_middleware_runs_the_app_in_a_separate_task(app: object) -> None:
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    assert not [m for m in app.user_middleware if issubclass(m.cls, BaseHTTPMiddleware)]  # type: ignore[attr-defined]

@@ -84,3 +84,39 @@ def test_demo_serves_prints_credentials_stops_cleanly_and_does_not_duplicate(tmp
         env={**os.environ, "CITYBRAIN_DATA_DIR": str(data)},
     )
     assert verify.returncode == 0 and "intact" in verify.stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not run on Windows")
+def test_serve_runs_on_uvloop_and_httptools_with_an_optional_access_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+    import uvloop
+    from click.testing import CliRunner
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from citybrain.core.cli import cli
+
+    served: dict[str, object] = {}
+
+    def run(app: object, **options: object) -> None:
+        served.update(options, app=app)
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    env = {"CITYBRAIN_DATA_DIR": str(tmp_path), "CITYBRAIN_DATABASE_URL": ""}
+    result = CliRunner().invoke(cli, ["serve", "--port", str(free_port())], env=env)
+    assert result.exit_code == 0, result.output
+    assert served["access_log"] is True
+    config = uvicorn.Config(served.pop("app"), **served)  # type: ignore[arg-type]
+    config.load()
+    assert config.http_protocol_class is HttpToolsProtocol
+    factory = config.get_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+    quiet = CliRunner().invoke(cli, ["serve", "--port", str(free_port()), "--no-access-log"], env=env)
+    assert quiet.exit_code == 0, quiet.output
+    assert served["access_log"] is False

@@ -3,6 +3,7 @@
 import asyncio
 import time
 import uuid
+from datetime import timedelta
 from typing import ClassVar
 
 import pytest
@@ -12,8 +13,8 @@ from sqlalchemy import func, select
 from citybrain.apps.identity.models import Department
 from citybrain.core.asgi import create_app
 from citybrain.core.bus import Event
-from citybrain.core.context import AppContext
-from citybrain.core.db import OutboxRow
+from citybrain.core.context import KEEP_PUBLISHED, AppContext
+from citybrain.core.db import OutboxRow, utcnow
 from citybrain.core.permissions import SYSTEM
 from citybrain.core.settings import Settings
 from tests.conftest import service_missing
@@ -158,3 +159,22 @@ def test_shutdown_never_hangs_on_a_stuck_handler(
         began = time.monotonic()
     assert time.monotonic() - began < 5
     assert any("draining the bus" in r.getMessage() for r in caplog.records)
+
+
+def test_published_rows_are_kept_an_hour_then_swept(client: TestClient, ctx: AppContext) -> None:
+    old = utcnow() - KEEP_PUBLISHED - timedelta(minutes=1)
+    with ctx.db.write_sessions.begin() as session:
+        session.add(OutboxRow(event_type="x:Y", payload="{}", created_at=old, published_at=old))
+    assert ctx.relay is not None
+    ctx.relay._swept = old  # the last sweep was long ago
+    with ctx.uow(SYSTEM, "test.department.create") as uow:
+        uow.emit(DepartmentTouched(code="fresh"))
+
+    def remaining() -> list[str]:
+        with ctx.read() as session:
+            return list(
+                session.scalars(select(OutboxRow.event_type).where(OutboxRow.published_at.is_not(None)))
+            )
+
+    assert wait_for(lambda: remaining() and "x:Y" not in remaining())
+    assert any(t.endswith("DepartmentTouched") for t in remaining())  # just published: kept for inspection

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+import os
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import citybrain
 from citybrain.core.apps import AppError, AppSpec
@@ -24,12 +28,67 @@ from citybrain.core.web import (
     UI_DIR,
     Templates,
     csrf_protect,
-    csrf_token,
     install_error_handlers,
 )
 
 LAYERS = ("base", "brain", "application", "entrance")
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+)
 log = logging.getLogger(__name__)
+
+
+class ShellHeaders:
+    """Every HTTP response gets the security headers, and the CSRF cookie when the browser lacks it."""
+
+    def __init__(self, app: ASGIApp, secure_cookies: bool) -> None:
+        """Wrap the app; the cookie is marked `Secure` when the settings say so."""
+        self.app = app
+        self.cookie_attributes = "; Path=/; SameSite=strict" + ("; Secure" if secure_cookies else "")
+        self._random, self._used = b"", 0
+
+    def new_token(self) -> str:
+        """A fresh random CSRF token (32 bytes, URL-safe base64, like `secrets.token_urlsafe(32)`)."""
+        # One system call per 128 tokens: the event loop thread gives up the GIL less often.
+        if self._used >= len(self._random):
+            self._random, self._used = os.urandom(32 * 128), 0
+        chunk = self._random[self._used : self._used + 32]
+        self._used += 32
+        return base64.urlsafe_b64encode(chunk).rstrip(b"=").decode("ascii")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hand the request on; add the headers the response does not set itself to its start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cookie = None
+        if not _request_cookie(scope, CSRF_COOKIE):
+            # the same token that `csrf_token(request)` gives the pages of this request
+            token = self.new_token()
+            scope.setdefault("state", {})["csrf"] = token
+            cookie = f"{CSRF_COOKIE}={token}{self.cookie_attributes}".encode("latin-1")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                if cookie is not None:
+                    headers.append((b"set-cookie", cookie))
+                headers += [header for header in SECURITY_HEADERS if header[0] not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _request_cookie(scope: Scope, name: str) -> str | None:
+    """One cookie of the request (from its first Cookie header, as Starlette reads it)."""
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            return cookie_parser(value.decode("latin-1")).get(name)
+    return None
 
 
 def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> FastAPI:
@@ -67,6 +126,14 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
     install_error_handlers(app)
     protect = [Depends(csrf_protect)]
 
+    # Routes are tried in order: the machine APIs at fixed prefixes (e.g. /ngsi-ld/v1) take the most
+    # requests, so they come first; no other prefix overlaps theirs.
+    for spec in ctx.apps:
+        for prefix, feature in spec.mounts:
+            module = spec.module(feature)
+            if module is None:
+                raise AppError(f"app {spec.label!r} mounts {feature}.py, which does not exist")
+            app.include_router(module.router, prefix=prefix, tags=[spec.label], dependencies=protect)
     app.mount("/static/core", StaticFiles(directory=UI_DIR / "static"), name="static-core")
     for spec in ctx.apps:
         api = spec.module("api")
@@ -79,11 +146,6 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
             app.include_router(
                 views.router, prefix=f"/{spec.label}", include_in_schema=False, dependencies=protect
             )
-        for prefix, feature in spec.mounts:
-            module = spec.module(feature)
-            if module is None:
-                raise AppError(f"app {spec.label!r} mounts {feature}.py, which does not exist")
-            app.include_router(module.router, prefix=prefix, tags=[spec.label], dependencies=protect)
         if (spec.path / "static").is_dir():
             app.mount(
                 f"/static/{spec.label}",
@@ -123,22 +185,7 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
         return JSONResponse({"status": "ok", "apps": [s.label for s in ctx.apps]})
 
     app.include_router(shell)
-
-    @app.middleware("http")
-    async def shell_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        token = csrf_token(request)
-        response = await call_next(request)
-        if request.cookies.get(CSRF_COOKIE) != token:
-            response.set_cookie(
-                CSRF_COOKIE, token, samesite="strict", secure=settings.secure_cookies, httponly=False
-            )
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
-
+    app.add_middleware(ShellHeaders, secure_cookies=settings.secure_cookies)
     return app
 
 

@@ -85,14 +85,21 @@ def demo(host: str | None, port: int | None, data_dir: str | None) -> None:
 @click.option("--host", default=None, help="Address to listen on.")
 @click.option("--port", type=int, default=None, help="Port to listen on.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
-def serve(host: str | None, port: int | None, workers: int) -> None:
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="Log a line per request (a reverse proxy in front may log them already).",
+)
+def serve(host: str | None, port: int | None, workers: int, access_log: bool) -> None:
     """Serve the platform with the settings from the environment (run `db upgrade` first)."""
     settings = _settings(host=host, port=port)
     _context(settings).db.dispose()
-    _serve(settings, workers)
+    _serve(settings, workers, access_log)
 
 
-def _serve(settings: Settings, workers: int = 1) -> None:
+def _serve(settings: Settings, workers: int = 1, access_log: bool = True) -> None:
+    """Run uvicorn; its "auto" loop and HTTP parser are uvloop and httptools (dependencies) where available."""
     import uvicorn
 
     from citybrain.core.asgi import create_app
@@ -106,9 +113,12 @@ def _serve(settings: Settings, workers: int = 1) -> None:
             port=settings.port,
             workers=workers,
             log_level="info",
+            access_log=access_log,
         )
         return
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=access_log
+    )
 
 
 @cli.group()

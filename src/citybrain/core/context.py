@@ -9,10 +9,11 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic_settings import BaseSettings
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from citybrain.core.apps import AppSpec
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseSettings)
+# How long published outbox rows are kept before the relay deletes them.
+KEEP_PUBLISHED = timedelta(hours=1)
 Authenticator = Callable[["AppContext", "Request"], Actor | None]
 
 
@@ -43,6 +46,8 @@ class AppContext:
     app_settings: dict[str, BaseSettings] = field(default_factory=dict)
     authenticators: list[Authenticator] = field(default_factory=list)
     relay: OutboxRelay | None = None
+    # Runtime objects apps' lifespans start (keyed `<label>.<name>`), for their routes to reach.
+    extensions: dict[str, Any] = field(default_factory=dict)
 
     def uow(self, actor: Actor, action: str) -> UnitOfWork:
         """A unit of work for one service operation; its events are relayed after commit."""
@@ -86,6 +91,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._swept = utcnow()
 
     def kick(self) -> None:
         """Wake the relay (safe from any thread)."""
@@ -144,5 +150,10 @@ class OutboxRelay:
             return [(r.id, r.event_type, r.payload) for r in session.execute(stmt)]
 
     def _mark(self, row_ids: list[int]) -> None:
+        now = utcnow()
         with self.db.write_sessions.begin() as session:
-            session.execute(update(OutboxRow).where(OutboxRow.id.in_(row_ids)).values(published_at=utcnow()))
+            session.execute(update(OutboxRow).where(OutboxRow.id.in_(row_ids)).values(published_at=now))
+            # Published rows stay a while for inspection, then go, so the outbox never grows without bound.
+            if now - self._swept > KEEP_PUBLISHED / 10:
+                session.execute(delete(OutboxRow).where(OutboxRow.published_at < now - KEEP_PUBLISHED))
+                self._swept = now

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from sqlalchemy import JSON, DateTime, Engine, Integer, MetaData, String, Text, create_engine, event, inspect
+import orjson
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    inspect,
+)
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -17,6 +32,7 @@ from citybrain.core.permissions import Actor
 
 if TYPE_CHECKING:
     from citybrain.core.bus import Event
+    from citybrain.core.ledger import Entry
     from citybrain.core.settings import Settings
 
 NAMING = {
@@ -115,10 +131,7 @@ def digest(values: dict[str, Any] | None) -> str:
     """SHA-256 of the canonical JSON of a snapshot ('' for none)."""
     if values is None:
         return ""
-    import hashlib
-
-    text = json.dumps(values, sort_keys=True, default=str, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(orjson.dumps(values, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _object_ref(obj: Any) -> str:
@@ -142,8 +155,6 @@ def _audit_before_flush(session: Session, _context: Any, _instances: Any) -> Non
 
 def _audit_after_flush(session: Session, _context: Any) -> None:
     """Append a ledger record for every audited row the flush wrote."""
-    from citybrain.core import ledger
-
     before: dict[int, dict[str, Any]] = session.info.pop("audit_before", {})
     changes: list[tuple[str, Any, dict[str, Any] | None, dict[str, Any] | None]] = []
     for obj in session.new:
@@ -161,15 +172,47 @@ def _audit_after_flush(session: Session, _context: Any) -> None:
     if uow is None:
         raise WriteOutsideService("audited rows must be written through a service's unit of work")
     for op, obj, old, new in changes:
-        ledger.append(
-            session.connection(),
-            actor=uow.actor.ref,
-            action=uow.action,
-            op=op,
-            obj=_object_ref(obj),
-            before=digest(old),
-            after=digest(new),
-        )
+        uow.record_digests(op, _object_ref(obj), digest(old), digest(new))
+
+
+def _copy_converter(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """How a value of a column type is written by COPY: JSON as text, others through the type's binding."""
+    if isinstance(column_type.dialect_impl(dialect), JSON):
+        return lambda value: orjson.dumps(value).decode()
+    processor: Callable[[Any], Any] | None = column_type._cached_bind_processor(dialect)
+    return processor
+
+
+def bulk_insert(conn: Connection, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows of the same columns in one go: COPY on PostgreSQL, executemany on SQLite.
+
+    Column types still convert the values, but Python-side column defaults do not apply: give every column.
+    """
+    if not rows:
+        return
+    table = cast(Table, model.__table__)
+    dialect = conn.dialect
+    if dialect.name != "postgresql" or dialect.driver != "psycopg":
+        conn.execute(table.insert(), list(rows))
+        return
+    names = list(rows[0])
+    convert = [_copy_converter(table.c[name].type, dialect) for name in names]
+    quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    sql = f"COPY {table.name} ({quoted}) FROM STDIN"
+    try:
+        with raw.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:
+                values = [row[name] for name in names]
+                copy.write_row(
+                    [
+                        fn(v) if fn is not None and v is not None else v
+                        for fn, v in zip(convert, values, strict=True)
+                    ]
+                )
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
 
 
 ConnectHook = Callable[[Any, str], None]
@@ -196,7 +239,13 @@ class Database:
             self.engine = self._sqlite_engine(settings, "BEGIN")
             self.write_engine = self._sqlite_engine(settings, "BEGIN IMMEDIATE")
         else:
-            self.engine = create_engine(self.url, echo=settings.sql_echo, pool_pre_ping=True)
+            self.engine = create_engine(
+                self.url,
+                echo=settings.sql_echo,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                pool_recycle=1800,
+            )
             self.write_engine = self.engine
         for engine in {self.engine, self.write_engine}:
             for hook in connect_hooks:
@@ -257,6 +306,7 @@ class UnitOfWork:
         self._on_commit = on_commit
         self._emitted = False
         self._session: Session | None = None
+        self._entries: list[Entry] = []
 
     @property
     def session(self) -> Session:
@@ -274,36 +324,65 @@ class UnitOfWork:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         """Commit if the block succeeded, otherwise roll everything back."""
+        from citybrain.core import ledger
+
         session = self.session
         try:
             if exc_type is None:
+                session.flush()
+                # The chain is locked only from here to the commit, so concurrent units wait the least.
+                ledger.append_many(session.connection(), self._entries)
                 session.commit()
             else:
                 session.rollback()
         finally:
             session.close()
             self._session = None
+            self._entries = []
         if exc_type is None and self._emitted and self._on_commit is not None:
             self._on_commit()
 
     def emit(self, event: Event) -> None:
         """Queue an event; it is published only if the transaction commits."""
-        cls = type(event)
-        self.session.add(
-            OutboxRow(event_type=f"{cls.__module__}:{cls.__qualname__}", payload=event.model_dump_json())
-        )
+        self.emit_many([event])
+
+    def emit_many(self, events: Sequence[Event]) -> None:
+        """Queue events in order with one statement; they are published only if the transaction commits."""
+        if not events:
+            return
+        rows, now = [], utcnow()
+        for item in events:
+            cls = type(item)
+            event_type = f"{cls.__module__}:{cls.__qualname__}"
+            rows.append({"event_type": event_type, "payload": item.model_dump_json(), "created_at": now})
+        bulk_insert(self.session.connection(), OutboxRow, rows)
         self._emitted = True
 
-    def record(self, op: str, obj: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
-        """Append a ledger record for a write the ORM does not see (or an action such as a login)."""
-        from citybrain.core import ledger
+    def record(
+        self,
+        op: str,
+        obj: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        *,
+        actor: Actor | None = None,
+        action: str | None = None,
+    ) -> None:
+        """Queue a ledger record for a write the ORM does not see (or an action such as a login)."""
+        self.record_digests(op, obj, digest(before), digest(after), actor=actor, action=action)
 
-        ledger.append(
-            self.session.connection(),
-            actor=self.actor.ref,
-            action=self.action,
-            op=op,
-            obj=obj,
-            before=digest(before),
-            after=digest(after),
-        )
+    def record_digests(
+        self,
+        op: str,
+        obj: str,
+        before: str,
+        after: str,
+        *,
+        actor: Actor | None = None,
+        action: str | None = None,
+    ) -> None:
+        """Queue a ledger record from digests already computed; it is chained at commit."""
+        from citybrain.core.ledger import Entry
+
+        who = (actor or self.actor).ref
+        self._entries.append(Entry(who, action or self.action, op, obj, before, after))

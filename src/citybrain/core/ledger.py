@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Index, String, insert, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from citybrain.core.db import Base, utcnow
+from citybrain.core.db import Base, bulk_insert, utcnow
 
 GENESIS = "0" * 64
 # Key of the PostgreSQL advisory lock that serialises appends to the chain.
@@ -53,34 +54,64 @@ def chain_hash(
     return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A ledger record waiting to be appended: who did what to which object, and digests of the state."""
+
+    actor: str
+    action: str
+    op: str
+    obj: str
+    before: str
+    after: str
+
+
 def append(conn: Connection, *, actor: str, action: str, op: str, obj: str, before: str, after: str) -> int:
     """Append one record to the chain inside the caller's transaction; return its sequence number."""
+    return append_many(conn, [Entry(actor, action, op, obj, before, after)])
+
+
+def append_many(conn: Connection, entries: Sequence[Entry]) -> int:
+    """Append records in order inside the caller's transaction, locking the chain once; return the last seq."""
+    head_query = select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-    head = conn.execute(select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)).first()
-    prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS)
+        # Locking the head row serialises appends (and re-reads the newest head once the lock is held);
+        # before the first record there is no row to lock, so an advisory lock does it.
+        head = conn.execute(head_query.with_for_update()).first()
+        if head is None:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+            head = conn.execute(head_query.with_for_update()).first()
+    else:
+        head = conn.execute(head_query).first()
+    seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS)
+    if not entries:
+        return seq
     # Microsecond precision survives every backend, so the hash can be recomputed from stored values.
     recorded_at = utcnow()
-    digest = chain_hash(recorded_at, actor, action, op, obj, before, after, prev_hash)
-    seq = prev_seq + 1
-    conn.execute(
-        insert(LedgerRecord).values(
-            seq=seq,
-            recorded_at=recorded_at,
-            actor=actor,
-            action=action,
-            op=op,
-            obj=obj,
-            before=before,
-            after=after,
-            prev_hash=prev_hash,
-            hash=digest,
+    rows = []
+    for e in entries:
+        seq += 1
+        digest = chain_hash(recorded_at, e.actor, e.action, e.op, e.obj, e.before, e.after, prev_hash)
+        rows.append(
+            {
+                "seq": seq,
+                "recorded_at": recorded_at,
+                "actor": e.actor,
+                "action": e.action,
+                "op": e.op,
+                "obj": e.obj,
+                "before": e.before,
+                "after": e.after,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
         )
-    )
+        prev_hash = digest
+    bulk_insert(conn, LedgerRecord, rows)
     if head:
-        conn.execute(update(LedgerHead).where(LedgerHead.id == 1).values(seq=seq, hash=digest))
+        conn.execute(update(LedgerHead).where(LedgerHead.id == 1).values(seq=seq, hash=prev_hash))
     else:
-        conn.execute(insert(LedgerHead).values(id=1, seq=seq, hash=digest))
+        conn.execute(insert(LedgerHead).values(id=1, seq=seq, hash=prev_hash))
     return seq
 
 

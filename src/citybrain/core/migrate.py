@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 from alembic import command
@@ -10,6 +12,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, text
+from sqlalchemy.exc import SAWarning
 
 from citybrain.core.context import AppContext
 from citybrain.core.db import Base
@@ -55,17 +58,46 @@ def pending_changes(ctx: AppContext) -> list[object]:
     for table in Base.metadata.tables.values():
         if table.name.split("_", 1)[0] in labels:
             table.to_metadata(metadata)
-    with ctx.db.engine.connect() as conn:
+    indexes = {name for table in metadata.tables.values() for name in table.info.get("unmanaged_indexes", ())}
+    columns = unmanaged_columns(metadata)
+    with ctx.db.engine.connect() as conn, warnings.catch_warnings():
+        for _, name in columns:  # their types (e.g. PostGIS geometry) are unknown to SQLAlchemy
+            warnings.filterwarnings(
+                "ignore", f"Did not recognize type .* of column '{re.escape(name)}'", SAWarning
+            )
         mc = MigrationContext.configure(conn, opts={"compare_type": True})
         diffs = compare_metadata(mc, metadata)
-        unmanaged = {"alembic_version", *virtual_tables(conn)}
-    indexes = {name for table in metadata.tables.values() for name in table.info.get("unmanaged_indexes", ())}
+        unmanaged = {"alembic_version", *unmanaged_tables(conn)}
     return [
         d
         for d in diffs
         if not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name in unmanaged)
         and not (isinstance(d, tuple) and d[0] == "remove_index" and d[1].name in indexes)
+        and not (isinstance(d, tuple) and d[0] == "remove_column" and (d[2], d[3].name) in columns)
     ]
+
+
+def unmanaged_columns(metadata: MetaData) -> set[tuple[str, str]]:
+    """(table, column) pairs a migration adds by hand where the database allows (e.g. PostGIS geometries)."""
+    return {(t.name, name) for t in metadata.tables.values() for name in t.info.get("unmanaged_columns", ())}
+
+
+def unmanaged_tables(conn: Connection) -> set[str]:
+    """Tables no model describes: SQLite virtual tables and their shadows, tables of PostgreSQL extensions."""
+    return virtual_tables(conn) | extension_tables(conn)
+
+
+def extension_tables(conn: Connection) -> set[str]:
+    """PostgreSQL tables an extension owns (e.g. PostGIS's spatial_ref_sys)."""
+    if conn.dialect.name != "postgresql":
+        return set()
+    found = conn.execute(
+        text(
+            "SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid "
+            "WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e' AND c.relkind IN ('r', 'p')"
+        )
+    )
+    return {str(row[0]) for row in found}
 
 
 def virtual_tables(conn: Connection) -> set[str]:
@@ -94,7 +126,7 @@ def revision(ctx: AppContext, label: str, message: str) -> None:
     with ctx.db.write_engine.connect() as conn:
         cfg.attributes["connection"] = conn
         cfg.attributes["branch"] = label
-        cfg.attributes["unmanaged"] = virtual_tables(conn)
+        cfg.attributes["unmanaged"] = unmanaged_tables(conn)
         if has_branch:
             command.revision(cfg, message, autogenerate=True, head=f"{label}@head", version_path=str(folder))
         else:

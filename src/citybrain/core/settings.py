@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     secure_cookies: bool = False
     shutdown_seconds: float = Field(default=15.0, gt=0)
     sql_echo: bool = False
+    # PostgreSQL connections kept open (and how many more under load); a server restart costs the
+    # requests then in flight one error each, after which the pool reconnects.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
 
     @field_validator("apps", mode="before")
     @classmethod

@@ -44,9 +44,14 @@ def request_locale(request: Request) -> str:
     )
 
 
+def _kept(request: Request, name: str) -> Any:
+    """A value kept on `request.state`, or None (looked up without raising for a missing one)."""
+    return request.scope.get("state", {}).get(name)
+
+
 def current_actor(request: Request) -> Actor:
     """Who is making the request, as the enabled authenticators say; nobody otherwise."""
-    cached = getattr(request.state, "actor", None)
+    cached = _kept(request, "actor")
     if isinstance(cached, Actor):
         return cached
     ctx = get_ctx(request)
@@ -60,9 +65,25 @@ def current_actor(request: Request) -> Actor:
     return actor
 
 
+def recalled_actor(request: Request) -> Actor | None:
+    """The caller's actor if known without I/O (found before, or recalled from memory); None otherwise."""
+    cached = _kept(request, "actor")
+    if isinstance(cached, Actor):
+        return cached
+    ctx = get_ctx(request)
+    # An authenticator may offer `recall(ctx, request)`, answering from memory only. Authenticators run
+    # in order, so only the first one's recalled actor is certain to be the answer.
+    recall = getattr(ctx.authenticators[0], "recall", None) if ctx.authenticators else None
+    actor = recall(ctx, request) if recall is not None else None
+    if not isinstance(actor, Actor):
+        return None
+    request.state.actor = actor
+    return actor
+
+
 def csrf_token(request: Request) -> str:
     """The browser's CSRF token (set as a cookie by the middleware on first visit)."""
-    token = getattr(request.state, "csrf", None) or request.cookies.get(CSRF_COOKIE)
+    token = _kept(request, "csrf") or request.cookies.get(CSRF_COOKIE)
     if not token:
         token = secrets.token_urlsafe(32)
         request.state.csrf = token

@@ -1,13 +1,24 @@
-"""Tests of geo-queries: validation, each georel on points, lines and polygons, distances and prefilter boxes."""
+"""Geo-queries: validation, georels, distances, prefilter boxes; over HTTP on SQLite and PostgreSQL (+PostGIS)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import math
+import random
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Engine, create_engine, event, insert, text
+from sqlalchemy.engine import make_url
 
 from citybrain.apps.context.geo import (
     GeoQuery,
@@ -17,6 +28,11 @@ from citybrain.apps.context.geo import (
     haversine_m,
     parse_geoquery,
 )
+from citybrain.apps.context.models import Entity
+from citybrain.core.context import AppContext
+from citybrain.core.migrate import alembic_config, pending_changes, upgrade
+from citybrain.core.platform import build_context
+from tests.conftest import BACKEND, PG_URL, make_settings, service_missing
 
 LOCATION = "https://uri.etsi.org/ngsi-ld/location"
 MIANYANG = [104.679, 31.467]  # 绵阳 city centre
@@ -349,3 +365,424 @@ def test_topological_matches_lie_in_the_box(
                 query_west, query_south, query_east, query_north = area.bbox() or (0, 0, 0, 0)
                 assert target_west <= query_east and query_west <= target_east
                 assert target_south <= query_north and query_south <= target_north
+
+
+# ------------------------------------------------------------------- over HTTP, on every storage backend
+
+BASE = "/ngsi-ld/v1"
+PLACE = "https://uri.etsi.org/ngsi-ld/default-context/Place"
+PLACES: dict[str, dict[str, Any]] = {
+    "centre": point(MIANYANG),
+    "jiangyou": point(JIANGYOU),
+    "edge": point([104.6, 31.45]),  # on URBAN's boundary
+    # An altitude and a "crs" member naming no known CRS: both ignored.
+    "tower": {
+        "type": "Point",
+        "coordinates": [104.7, 31.48, 480.0],
+        "crs": {"type": "name", "properties": {"name": "EPSG:99999999999"}},
+    },
+    "pair": {"type": "MultiPoint", "coordinates": [MIANYANG, JIANGYOU]},
+    "road": {"type": "LineString", "coordinates": [MIANYANG, JIANGYOU]},
+    "lane": {"type": "LineString", "coordinates": [[104.65, 31.45], [104.7, 31.5]]},
+    "lanes": {
+        "type": "MultiLineString",
+        "coordinates": [[[104.6, 31.7], [104.9, 31.7]], [[104.65, 31.45], [104.7, 31.5]]],
+    },
+    "district": polygon(box(104.65, 31.45, 104.7, 31.5)),
+    "straddle": polygon(box(104.7, 31.5, 104.9, 31.6)),
+    "urban": polygon(list(reversed(URBAN))),
+    # MIANYANG lies in the hole.
+    "holed": {
+        "type": "Polygon",
+        "coordinates": [box(104.62, 31.41, 104.78, 31.54), box(104.66, 31.44, 104.72, 31.5)],
+    },
+    "islands": {
+        "type": "MultiPolygon",
+        "coordinates": [[box(105, 32, 106, 33)], [box(104.75, 31.52, 104.78, 31.54)]],
+    },
+}
+INSIDE = ["centre", "district", "holed", "lane", "tower", "urban"]
+# Each georel with each reference geometry type, and what it selects (in geo.py's semantics).
+GEO_CASES: list[tuple[str, str, Any, list[str]]] = [
+    ("within", "Polygon", [URBAN], INSIDE),
+    ("within", "MultiPolygon", [[URBAN], [box(105, 32, 106, 33)]], [*INSIDE, "islands"]),
+    ("contains", "Point", MIANYANG, ["centre", "district", "pair", "urban"]),
+    ("contains", "LineString", [[104.66, 31.46], [104.69, 31.49]], ["district", "urban"]),
+    (
+        "intersects",
+        "Polygon",
+        [URBAN],
+        [*INSIDE, "edge", "islands", "lanes", "pair", "road", "straddle"],
+    ),
+    (
+        "intersects",
+        "LineString",
+        [[104.7, 31.3], [104.7, 31.9]],
+        ["district", "holed", "lane", "lanes", "road", "straddle", "tower", "urban"],
+    ),
+    (
+        "intersects",
+        "MultiPoint",
+        [MIANYANG, [105.5, 32.5]],
+        ["centre", "district", "islands", "pair", "road", "urban"],
+    ),
+    (
+        "intersects",
+        "MultiLineString",
+        [[[104.59, 31.7], [104.61, 31.7]], [[104.77, 31.3], [104.77, 31.6]]],
+        ["holed", "islands", "lanes", "straddle", "urban"],
+    ),
+    ("equals", "Polygon", [[*URBAN[1:], URBAN[1]]], ["urban"]),
+    ("equals", "Point", MIANYANG, ["centre"]),
+    ("equals", "MultiPoint", [JIANGYOU, MIANYANG], ["pair"]),
+    ("disjoint", "Polygon", [URBAN], ["jiangyou"]),
+    ("overlaps", "Polygon", [URBAN], ["islands", "straddle"]),
+    ("overlaps", "LineString", [[104.8, 31.7], [105.0, 31.7]], ["lanes"]),
+    (
+        "near;maxDistance==5000",
+        "Point",
+        MIANYANG,
+        ["centre", "district", "holed", "lane", "lanes", "pair", "road", "straddle", "tower", "urban"],
+    ),
+    ("near;minDistance==5000", "Point", MIANYANG, ["edge", "islands", "jiangyou"]),
+    (
+        "near;maxDistance==26000",
+        "Point",
+        JIANGYOU,
+        ["jiangyou", "lanes", "pair", "road", "straddle", "urban"],
+    ),
+    (
+        "near;minDistance==26000",
+        "Point",
+        JIANGYOU,
+        ["centre", "district", "edge", "holed", "islands", "lane", "tower"],
+    ),
+]
+
+
+def place(name: str, geometry: dict[str, Any] | None, dataset: str | None = None) -> dict[str, Any]:
+    entity: dict[str, Any] = {"id": f"urn:ngsi-ld:Place:{name}", "type": "Place"}
+    if geometry is not None:
+        entity["location"] = {"type": "GeoProperty", "value": geometry}
+        if dataset is not None:
+            entity["location"]["datasetId"] = dataset
+    return entity
+
+
+def create(ngsi: TestClient, entities: list[dict[str, Any]]) -> None:
+    response = ngsi.post(f"{BASE}/entityOperations/create", json=entities)
+    assert response.status_code == 201, response.text
+
+
+def geo_ids(ngsi: TestClient, georel: str, geometry: str, coordinates: Any, **extra: str) -> list[str]:
+    params = {"type": "Place", "georel": georel, "geometry": geometry, "coordinates": json.dumps(coordinates)}
+    response = ngsi.get(f"{BASE}/entities", params={**params, "limit": "1000", "count": "true", **extra})
+    assert response.status_code == 200, response.text
+    found = [e["id"].rsplit(":", 1)[-1] for e in response.json()]
+    if "limit" not in extra:
+        assert response.headers["ngsild-results-count"] == str(len(found))
+    return found
+
+
+def test_every_georel_on_every_geometry_over_http(ngsi: TestClient) -> None:
+    others = [
+        place("elsewhere", point(MIANYANG), dataset="urn:ngsi-ld:Dataset:gps"),  # no default instance
+        place("nowhere", None),
+    ]
+    create(ngsi, [place(name, geometry) for name, geometry in PLACES.items()] + others)
+    found = {
+        (georel, geometry): geo_ids(ngsi, georel, geometry, coordinates)
+        for georel, geometry, coordinates, _ in GEO_CASES
+    }
+    assert found == {(georel, geometry): sorted(names) for georel, geometry, _, names in GEO_CASES}
+    for georel, geometry, coordinates, names in GEO_CASES:  # the reference semantics agree
+        geo = query(georel, geometry, coordinates)
+        assert sorted(n for n, g in PLACES.items() if geo.matches(g)) == sorted(names), georel
+    assert geo_ids(ngsi, "within", "Polygon", [URBAN], limit="2", offset="1") == sorted(INSIDE)[1:3]
+    counted = ngsi.get(
+        f"{BASE}/entities",
+        params={
+            "georel": "within",
+            "geometry": "Polygon",
+            "coordinates": json.dumps([URBAN]),
+            "count": "true",
+            "limit": "0",
+        },
+    )
+    assert counted.json() == [] and counted.headers["ngsild-results-count"] == str(len(INSIDE))
+
+
+def test_geo_queries_follow_every_write(ngsi: TestClient) -> None:
+    entity = f"{BASE}/entities/urn:ngsi-ld:Place:mobile"
+    create(ngsi, [place("mobile", point(JIANGYOU))])
+    near_centre = ("near;maxDistance==1000", "Point", MIANYANG)
+    assert geo_ids(ngsi, *near_centre) == []
+    moved = ngsi.patch(f"{entity}/attrs/location", json={"type": "GeoProperty", "value": point(MIANYANG)})
+    assert moved.status_code == 204, moved.text
+    assert geo_ids(ngsi, *near_centre) == ["mobile"]
+    assert ngsi.patch(f"{entity}/attrs", json={"name": {"type": "Property", "value": "x"}}).status_code in (
+        204,
+        207,
+    )
+    assert geo_ids(ngsi, *near_centre) == ["mobile"]
+    replaced = ngsi.put(
+        entity, json={"type": "Place", "location": {"type": "GeoProperty", "value": polygon(URBAN)}}
+    )
+    assert replaced.status_code == 204, replaced.text
+    assert geo_ids(ngsi, "equals", "Polygon", [URBAN]) == ["mobile"]
+    assert ngsi.delete(f"{entity}/attrs/location").status_code == 204
+    assert geo_ids(ngsi, "intersects", "Polygon", [URBAN]) == []
+    upsert = ngsi.post(f"{BASE}/entityOperations/upsert", json=[place("mobile", point(JIANGYOU))])
+    assert upsert.status_code in (201, 204), upsert.text
+    assert geo_ids(ngsi, "near;maxDistance==10", "Point", JIANGYOU) == ["mobile"]
+    assert ngsi.delete(entity).status_code == 204
+    assert geo_ids(ngsi, "near;maxDistance==10", "Point", JIANGYOU) == []
+
+
+def test_invalid_stored_polygons_never_break_a_query(ngsi: TestClient) -> None:
+    # Stored as given (the broker checks GeoJSON, not OGC validity); GEOS predicates may raise on them.
+    bowtie = {
+        "type": "Polygon",
+        "coordinates": [
+            [[104.62, 31.42], [104.64, 31.44], [104.64, 31.42], [104.62, 31.44], [104.62, 31.42]]
+        ],
+    }
+    overlapping = {
+        "type": "MultiPolygon",
+        "coordinates": [[box(104.62, 31.42, 104.64, 31.44)], [box(104.63, 31.43, 104.65, 31.45)]],
+    }
+    create(ngsi, [place("bowtie", bowtie), place("overlapping", overlapping)])
+    both = ["bowtie", "overlapping"]
+    square, line = [box(104.63, 31.43, 104.65, 31.45)], [[104.61, 31.435], [104.66, 31.435]]
+    for georel in ("within", "contains", "equals", "disjoint"):
+        assert geo_ids(ngsi, georel, "Polygon", square) == []
+        assert geo_ids(ngsi, georel, "LineString", line) == []
+    assert geo_ids(ngsi, "intersects", "Polygon", square) == both
+    assert geo_ids(ngsi, "overlaps", "Polygon", square) == both
+    assert geo_ids(ngsi, "intersects", "LineString", line) == both
+    assert geo_ids(ngsi, "overlaps", "LineString", line) == []
+    assert geo_ids(ngsi, "near;maxDistance==100", "Point", [104.63, 31.43]) == both
+    assert geo_ids(ngsi, "near;minDistance==100", "Point", [104.63, 31.43]) == []
+
+
+def near_targets(count: int) -> dict[str, dict[str, Any]]:
+    """Points, lines and squares at 3 m to 1000 km from MIANYANG in every direction."""
+    rng = random.Random(20261125)
+    targets: dict[str, dict[str, Any]] = {}
+    for n in range(count):
+        reach = 10 ** rng.uniform(0.5, 6) / 111_000
+        bearing = rng.uniform(0, 2 * math.pi)
+        lon = MIANYANG[0] + reach * math.sin(bearing) / math.cos(math.radians(MIANYANG[1]))
+        lat = MIANYANG[1] + reach * math.cos(bearing)
+        size, turn = rng.uniform(0.001, 2), rng.uniform(0, 2 * math.pi)
+        if n % 3 == 0:
+            targets[f"p{n}"] = point([lon, lat])
+        elif n % 3 == 1:
+            end = [lon + size * math.cos(turn), lat + size * math.sin(turn)]
+            targets[f"l{n}"] = {"type": "LineString", "coordinates": [[lon, lat], end]}
+        else:
+            targets[f"s{n}"] = polygon(box(lon, lat, lon + size / 4, lat + size / 4))
+    return targets
+
+
+def test_near_agrees_with_geodesic_distances_within_the_tolerance(ngsi: TestClient) -> None:
+    targets = near_targets(30)
+    create(ngsi, [place(name, geometry) for name, geometry in targets.items()])
+    for name, geometry in targets.items():
+        distance = distance_m(*at(MIANYANG), geometry)
+        # The tolerance between backends documented in geo.py.
+        slack = 1e-4 * distance + 0.01 if geometry["type"] == "Point" else 5e-3 * distance + 1
+        only = {"id": f"urn:ngsi-ld:Place:{name}"}
+        assert geo_ids(ngsi, f"near;maxDistance=={distance + slack:.3f}", "Point", MIANYANG, **only) == [name]
+        assert geo_ids(ngsi, f"near;minDistance=={distance + slack:.3f}", "Point", MIANYANG, **only) == []
+        if distance - slack > 0.001:
+            assert geo_ids(ngsi, f"near;maxDistance=={distance - slack:.3f}", "Point", MIANYANG, **only) == []
+            assert geo_ids(ngsi, f"near;minDistance=={distance - slack:.3f}", "Point", MIANYANG, **only) == [
+                name
+            ]
+
+
+# --------------------------------------------------------------------------- PostgreSQL with PostGIS
+
+INDEX = "ix_context_entity_location_geometry"
+
+
+@pytest.fixture
+def postgis(ctx: AppContext) -> AppContext:
+    """The running app on PostgreSQL with the PostGIS geometry of `location` (a failure in CI without it)."""
+    if BACKEND != "postgresql":
+        pytest.skip("PostGIS is a PostgreSQL extension")
+    with ctx.read() as session:
+        columns = session.scalar(
+            text(
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = 'context_entity'::regclass "
+                "AND attname = 'location_geometry' AND NOT attisdropped"
+            )
+        )
+    if not columns:
+        service_missing(
+            "PostGIS", LookupError("no location_geometry column: install postgresql-<major>-postgis-3")
+        )
+    return ctx
+
+
+def stored_geometry(ctx: AppContext, name: str) -> tuple[str | None, int | None, bool | None]:
+    with ctx.read() as session:
+        row = session.execute(
+            text(
+                "SELECT ST_AsText(location_geometry), ST_SRID(location_geometry), ST_IsValid(location_geometry) "
+                "FROM context_entity WHERE entity_id = :id"
+            ),
+            {"id": f"urn:ngsi-ld:Place:{name}"},
+        ).one()
+    return row[0], row[1], row[2]
+
+
+@contextmanager
+def statements_on(word: str) -> Iterator[list[tuple[str, Any]]]:
+    """Collect the SQL statements (with parameters) that mention a word."""
+    found: list[tuple[str, Any]] = []
+
+    def collect(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if word in statement:
+            found.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", collect)
+    try:
+        yield found
+    finally:
+        event.remove(Engine, "before_cursor_execute", collect)
+
+
+def test_postgis_answers_every_georel_on_its_gist_index(ngsi: TestClient, postgis: AppContext) -> None:
+    grid = {
+        f"g{i:04d}": [104.55 + (i % 100) * 0.001, 31.35 + (i // 100) * 0.001] for i in range(5000)
+    }  # a detector every 100 m or so, as in the benchmark
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "tenant": "",
+            "entity_id": f"urn:ngsi-ld:Place:{name}",
+            "type": PLACE,
+            "created_at": now,
+            "modified_at": now,
+            "data": {
+                "id": f"urn:ngsi-ld:Place:{name}",
+                "type": [PLACE],
+                "createdAt": now.isoformat(),
+                "modifiedAt": now.isoformat(),
+                "attrs": {LOCATION: [{"type": "GeoProperty", "value": point(position)}]},
+            },
+        }
+        for name, position in grid.items()
+    ]
+    with postgis.db.write_engine.begin() as conn:
+        conn.execute(insert(Entity), rows)
+        conn.execute(text("ANALYZE context_entity"))
+    square = [box(104.5805, 31.3605, 104.5905, 31.3705)]
+    cases = [
+        ("near;maxDistance==300", "Point", [104.6, 31.37]),
+        ("within", "Polygon", square),
+        ("intersects", "Polygon", square),
+        ("contains", "Point", grid["g1234"]),
+        ("equals", "Point", grid["g1234"]),
+        ("overlaps", "Polygon", square),
+    ]
+    with statements_on("context_entity.location_geometry") as statements:
+        for georel, geometry, coordinates in cases:
+            geo = query(georel, geometry, coordinates)
+            expected = sorted(name for name, position in grid.items() if geo.matches(point(position)))
+            assert geo_ids(ngsi, georel, geometry, coordinates) == expected, georel
+            assert georel in ("overlaps",) or expected
+    assert len(statements) >= len(cases)  # every query ran in PostGIS (pages and counts alike)
+    with postgis.db.write_engine.connect() as conn:
+        for statement, parameters in statements:
+            plan = "\n".join(conn.exec_driver_sql("EXPLAIN " + statement, parameters).scalars())
+            assert INDEX in plan, plan
+
+
+def test_postgis_geometry_is_generated_on_every_write(ngsi: TestClient, postgis: AppContext) -> None:
+    entity = f"{BASE}/entities/urn:ngsi-ld:Place:mobile"
+    create(
+        ngsi,
+        [
+            place("mobile", PLACES["tower"]),
+            place("elsewhere", point(MIANYANG), dataset="urn:ngsi-ld:Dataset:gps"),
+        ],
+    )
+    assert stored_geometry(postgis, "mobile") == ("POINT(104.7 31.48)", 4326, True)  # 2D, SRID 4326
+    assert stored_geometry(postgis, "elsewhere") == (None, None, None)  # only the default instance counts
+    ngsi.patch(f"{entity}/attrs/location", json={"type": "GeoProperty", "value": PLACES["lane"]})
+    assert stored_geometry(postgis, "mobile") == ("LINESTRING(104.65 31.45,104.7 31.5)", 4326, True)
+    bowtie = [[0, 0], [2, 2], [2, 0], [0, 2], [0, 0]]
+    replaced = ngsi.put(
+        entity, json={"type": "Place", "location": {"type": "GeoProperty", "value": polygon(bowtie)}}
+    )
+    assert replaced.status_code == 204, replaced.text
+    shape, _, valid = stored_geometry(postgis, "mobile")
+    assert valid and shape is not None and shape.startswith("MULTIPOLYGON")  # repaired: two triangles
+    assert ngsi.delete(f"{entity}/attrs/location").status_code == 204
+    assert stored_geometry(postgis, "mobile") == (None, None, None)
+
+
+def test_postgis_migration_adds_and_removes_the_geometry(postgis: AppContext, tmp_path: Path) -> None:
+    name = f"citybrain_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    fresh = build_context(make_settings(tmp_path, url))
+    try:
+        upgrade(fresh, "5b7e2c1d9a40")
+        now = datetime.now(UTC)
+        stored = {"attrs": {LOCATION: [{"type": "GeoProperty", "value": point(MIANYANG)}]}}
+        with fresh.db.write_engine.begin() as conn:
+            conn.execute(
+                insert(Entity),
+                [
+                    {
+                        "tenant": "",
+                        "entity_id": "urn:x:1",
+                        "type": PLACE,
+                        "created_at": now,
+                        "modified_at": now,
+                        "data": stored,
+                    }
+                ],
+            )
+        upgrade(fresh)
+        with fresh.db.engine.connect() as conn:
+            assert (
+                conn.scalar(text("SELECT ST_AsText(location_geometry) FROM context_entity"))
+                == "POINT(104.679 31.467)"
+            )
+            indexes = set(
+                conn.scalars(text("SELECT indexname FROM pg_indexes WHERE tablename = 'context_entity'"))
+            )
+        assert INDEX in indexes and "ix_context_entity_geo" not in indexes
+        assert pending_changes(fresh) == []
+        cfg = alembic_config(fresh)
+        with fresh.db.write_engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "5b7e2c1d9a40")
+            conn.commit()
+        with fresh.db.engine.connect() as conn:
+            columns = set(
+                conn.scalars(
+                    text(
+                        "SELECT column_name FROM information_schema.columns WHERE table_name = 'context_entity'"
+                    )
+                )
+            )
+            indexes = set(
+                conn.scalars(text("SELECT indexname FROM pg_indexes WHERE tablename = 'context_entity'"))
+            )
+            function = conn.scalar(text("SELECT to_regproc('context_location_geometry')"))
+        assert "location_geometry" not in columns and function is None
+        assert "ix_context_entity_geo" in indexes and INDEX not in indexes
+        assert pending_changes(fresh) == []
+    finally:
+        fresh.db.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import sqlalchemy as sa
@@ -32,8 +32,10 @@ from citybrain.apps.context.query import (
     needs_post_filter,
     parse_q,
     register_sqlite_functions,
+    to_prefilter,
     to_sql,
 )
+from citybrain.apps.context.values import value_rows
 
 PG_URL = os.environ.get("CITYBRAIN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_SERVICES = os.environ.get("CITYBRAIN_REQUIRE_SERVICES") == "1"
@@ -476,19 +478,37 @@ def test_sqlite_regexp_function() -> None:
 
 @dataclass
 class Database:
-    """A connection with a table of stored entities, and the dialect to compile for."""
+    """A connection with tables of stored entities and of their value index rows, and the dialect."""
 
     connection: sa.Connection
     table: sa.Table
     dialect: Any
+    values: sa.Table
 
-    def select(self, entities: list[dict[str, Any]], node: Node) -> set[str]:
-        """Ids ``to_sql`` selects among ``entities``, loaded in a transaction that is then rolled back."""
+    def select(
+        self,
+        entities: list[dict[str, Any]],
+        node: Node,
+        *,
+        prefilter: Literal["drive", "probe"] | None = None,
+        exact: bool = True,
+    ) -> set[str]:
+        """Ids ``to_sql`` (when ``exact``) and the prefilter select, in a transaction then rolled back."""
         transaction = self.connection.begin()
         try:
             if entities:
-                self.connection.execute(self.table.insert(), [{"id": e["id"], "data": e} for e in entities])
-            query = sa.select(self.table.c.id).where(to_sql(node, self.table.c.data, self.dialect))
+                loaded = [{"pk": pk, "id": e["id"], "data": e} for pk, e in enumerate(entities)]
+                self.connection.execute(self.table.insert(), loaded)
+                rows = [row for pk, e in enumerate(entities) for row in value_rows(pk, e)]
+                if rows:
+                    self.connection.execute(self.values.insert(), rows)
+            query = sa.select(self.table.c.id)
+            if exact:
+                query = query.where(to_sql(node, self.table.c.data, self.dialect))
+            if prefilter is not None:
+                condition = to_prefilter(node, self.table.c.pk, self.values, lambda _: prefilter == "drive")
+                if condition is not None:
+                    query = query.where(condition)
             return set(self.connection.execute(query).scalars())
         finally:
             transaction.rollback()
@@ -499,7 +519,25 @@ def _table() -> sa.Table:
         "context_entity_q_test",
         sa.MetaData(),
         sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("pk", sa.Integer),
         sa.Column("data", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+        prefixes=["TEMPORARY"],
+    )
+
+
+def _values_table() -> sa.Table:
+    """The value index as the migration makes it, without the foreign key."""
+    return sa.Table(
+        "context_value_q_test",
+        sa.MetaData(),
+        sa.Column("entity_pk", sa.Integer, primary_key=True),
+        sa.Column("ordinal", sa.Integer, primary_key=True),
+        sa.Column("attr", sa.String(512), nullable=False),
+        sa.Column("dataset_id", sa.String(512), nullable=False),
+        sa.Column("number", sa.Float),
+        sa.Column("text", sa.Text().with_variant(sa.Text(collation="C"), "postgresql")),
+        sa.Index("ix_context_value_q_test_number", "attr", "number", "entity_pk"),
+        sa.Index("ix_context_value_q_test_text", "attr", "text", "entity_pk"),
         prefixes=["TEMPORARY"],
     )
 
@@ -520,10 +558,11 @@ def database(request: pytest.FixtureRequest) -> Iterator[Database]:
         if REQUIRE_SERVICES:
             pytest.fail(message)
         pytest.skip(message)
-    table = _table()
+    table, values = _table(), _values_table()
     table.create(connection)
+    values.create(connection)
     connection.commit()
-    yield Database(connection, table, request.param)
+    yield Database(connection, table, request.param, values)
     connection.close()
     engine.dispose()
 
@@ -764,3 +803,149 @@ def test_sql_selects_exactly_what_matches_accepts(
         assert expected <= selected
         selected = {stored["id"] for stored in entities if stored["id"] in selected and matches(node, stored)}
     assert selected == expected, text
+
+
+# ------------------------------------------------------------------------------ value index prefilter
+
+
+@st.composite
+def indexed_terms(draw: st.DrawFn) -> str:
+    """A term the value index answers: the attribute itself with ==, a list, a range or an ordering."""
+    path = draw(st.sampled_from(ATTRIBUTES))
+    op = draw(st.sampled_from(["==", ">", ">=", "<", "<="]))
+    if op == "==":
+        return path + op + draw(literals_for_equality)
+    return path + op + draw(st.sampled_from(COMPARABLE_LITERALS))
+
+
+indexed_queries = st.recursive(
+    st.one_of(indexed_terms(), indexed_terms(), query_terms()),
+    lambda children: st.one_of(
+        st.lists(children, min_size=2, max_size=5).map(";".join),
+        st.lists(children, min_size=2, max_size=3).map("|".join),
+        children.map(lambda child: f"({child})"),
+    ),
+    max_leaves=7,
+)
+
+
+@given(entities=entity_lists(), text=indexed_queries)
+@settings(max_examples=300, deadline=None)
+def test_prefilter_keeps_every_match_and_changes_no_result(
+    database: Database, entities: list[dict[str, Any]], text: str
+) -> None:
+    node = q(text)
+    expected = {stored["id"] for stored in entities if matches(node, stored)}
+    for form in ("drive", "probe"):
+        narrowed = database.select(entities, node, prefilter=form, exact=False)
+        assert expected <= narrowed, (text, form)
+    selected = database.select(entities, node, prefilter="drive")
+    if database.dialect == "postgresql" and needs_post_filter(node):
+        selected = {stored["id"] for stored in entities if stored["id"] in selected and matches(node, stored)}
+    assert selected == expected, text
+
+
+def _prefilter(text: str) -> sa.ColumnElement[bool] | None:
+    values = sa.table(
+        "v", *(sa.column(name) for name in ("entity_pk", "ordinal", "attr", "dataset_id", "number", "text"))
+    )
+    return to_prefilter(q(text), sa.column("pk"), values)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a==1",
+        "a>1",
+        "a<=1;b.sub==2",
+        'a=="x","y",3',
+        "a==1..2",
+        "a==2026-01-01T00:00:00Z",
+        "a<12:00:00",
+        "a>=2026-01-01",
+        "a==urn:x:1",
+        "a>1|b<2",
+        "(a>1;b<2)|c==3",
+        "!a;b>1",
+    ],
+)
+def test_terms_on_attribute_values_are_prefiltered(text: str) -> None:
+    assert _prefilter(text) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a",
+        "!a",
+        "a!=1",
+        "a==true",
+        "a~=x",
+        "a.sub>1",
+        "a.observedAt>2026-01-01T00:00:00Z",
+        "a[x]==1",
+        "a>1|b!=2",
+        "a>1|(b;!c)",
+    ],
+)
+def test_other_terms_are_left_to_the_exact_condition(text: str) -> None:
+    assert _prefilter(text) is None
+
+
+LONG = "绵" * 200
+EDGES = [
+    entity("urn:e:1", n=instance(value=2**53 + 1), s=instance(value=LONG + "b")),
+    entity("urn:e:2", n=instance(value=2**53), s=instance(value=LONG)),
+    entity("urn:e:3", n=instance(value=-(2**53) - 1), s=instance(value=LONG[:100])),
+    entity("urn:e:4", t=instance(value="2026-01-01T08:00:00.999Z"), c=instance(value="08:00:00.5")),
+    entity("urn:e:5", t=instance(value="2026-01-01T08:00:01Z"), c=instance(value="08:00:01Z")),
+    entity("urn:e:6", g=instance("VocabProperty", vocab=DEFAULT + "Male"), d=instance(value="2026-01-02")),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("n>9007199254740992", {1}),
+        ("n>=9007199254740993", {1}),
+        ("n<9007199254740993", {2, 3}),
+        ("n<-9007199254740992", {3}),
+        ("n==9007199254740993", {1}),
+        (f's>"{LONG}"', {1}),
+        (f's=="{LONG}b"', {1}),
+        (f's<"{LONG}b"', {2, 3}),
+        (f's=="{LONG[:100]}"', {3}),
+        ("t>2026-01-01T08:00:00.5Z", {4, 5}),
+        ("t<=2026-01-01T08:00:00.999Z", {4}),
+        ("t==2026-01-01T16:00:00.999+08:00", {4}),
+        ("t==2026-01-01T08:00:00Z..2026-01-01T08:00:00.9999Z", {4}),
+        ("c>08:00:00.5", {5}),
+        ("c==08:00:00.5", {4}),
+        ("c<08:00:01", {4}),
+        ('g=="Male"', {6}),
+        ('g>"Mal"', {6}),
+        ('g<"Malf"', {6}),
+        ("d>2026-01-01", {6}),
+        ('d=="2026-01-02"', {6}),
+    ],
+)
+def test_prefilter_keeps_matches_at_the_limits_of_the_index(
+    database: Database, text: str, expected: set[int]
+) -> None:
+    node = q(text)
+    ids = {f"urn:e:{number}" for number in expected}
+    assert {stored["id"] for stored in EDGES if matches(node, stored)} == ids
+    assert _prefilter(text) is not None
+    for form in ("drive", "probe"):
+        assert ids <= database.select(EDGES, node, prefilter=form, exact=False), form
+
+
+def test_prefilter_narrows_down(database: Database) -> None:
+    node = q("temperature<20")
+    expected = {stored["id"] for stored in ENTITIES if matches(node, stored)}
+    assert expected and len(expected) < len(ENTITIES)
+    assert database.select(ENTITIES, node, prefilter="drive", exact=False) == expected
+    assert database.select(EDGES, q("t>2026-01-01T08:00:00.999Z"), prefilter="probe", exact=False) == {
+        "urn:e:4",  # same second: the index cannot tell
+        "urn:e:5",
+    }

@@ -11,16 +11,18 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 import aiomqtt
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from citybrain.apps.context.events import AttributeChange, AttributesChanged
+from citybrain.apps.context.events import AttributeChange, AttributesChanged, EntityDeleted
 from citybrain.apps.context.models import Notification, Subscription
-from citybrain.apps.context.subscriptions import SubscriptionEngine, SubscriptionSettings
+from citybrain.apps.context.settings import ContextSettings
+from citybrain.apps.context.subscriptions import SubscriptionEngine, parse_scope_query
 from citybrain.core.context import AppContext
 from citybrain.core.ledger import LedgerRecord
 from tests.apps.context.conftest import token_for
@@ -28,6 +30,8 @@ from tests.apps.context.test_ngsild import BASE, CORE, problem, station
 from tests.conftest import Seeded, service_missing
 
 ENTITY = "urn:ngsi-ld:AirQualityObserved:mianyang-001"
+DEFAULT = "https://uri.etsi.org/ngsi-ld/default-context/"
+PM25 = {"type": "Property", "value": 35.0, "createdAt": "2026-11-24T08:00:00.000000Z"}
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
 SCOPES = [
     "context.entity.read",
@@ -39,12 +43,14 @@ SCOPES = [
 
 @pytest.fixture(autouse=True)
 def fast_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiny poll and backoff delays, read by the app's lifespan when the client starts."""
+    """Tiny poll and backoff delays and local receivers allowed, read when the app is built."""
     for name, value in {
         "POLL_SECONDS": "0.1",
         "RETRY_BASE_SECONDS": "0.1",
         "RETRY_MAX_SECONDS": "0.4",
         "TIMEOUT_SECONDS": "2",
+        "INDEX_REFRESH_SECONDS": "0.1",
+        "ENDPOINT_ALLOWLIST": "127.0.0.1",
     }.items():
         monkeypatch.setenv(f"CITYBRAIN_CONTEXT_SUBSCRIPTION_{name}", value)
 
@@ -311,7 +317,18 @@ BAD = {
     "expiresAt past": {"expiresAt": "2001-01-01T00:00:00Z"},
     "expiresAt text": {"expiresAt": "tomorrow"},
     "isActive": {"isActive": "yes"},
-    "unknown member": {"csf": "x==1"},
+    "unknown member": {"notifyMe": True},
+    "showChanges with keyValues": {
+        "notification": {"endpoint": {"uri": URI}, "format": "keyValues", "showChanges": True}
+    },
+    "showChanges text": {"notification": {"endpoint": {"uri": URI}, "showChanges": "yes"}},
+    "temporalQ": {"temporalQ": {"timerel": "after", "timeAt": "2026-01-01T00:00:00Z"}},
+    "scopeQ without slash": {"scopeQ": "Mianyang"},
+    "scopeQ hash inside": {"scopeQ": "/Mianyang/#/Fucheng"},
+    "scopeQ parenthesis": {"scopeQ": "(/Mianyang,/Beijing"},
+    "scopeQ operator": {"scopeQ": "/Mianyang;;/Beijing"},
+    "scopeQ text": {"scopeQ": 5},
+    "csf": {"csf": "endpoint>>1"},
 }
 
 
@@ -340,6 +357,9 @@ def test_bad_requests_and_bad_updates_change_nothing(api: TestClient, ctx: AppCo
         {"expiresAt": "2000-01-01T00:00:00Z"},
         {"id": "urn:ngsi-ld:Subscription:other"},
         {"notification": {"endpoint": {"uri": "gopher://x/y"}}},
+        {"notification": {"format": "keyValues", "showChanges": True}},
+        {"notification": {"endpoint": {"uri": "http://10.20.30.40/notify"}}},
+        {"temporalQ": {"timerel": "before", "timeAt": "2026-01-01T00:00:00Z"}},
         {},
     ):
         problem(api.patch(f"{BASE}/subscriptions/{sub_id}", json=fragment), 400, "BadRequestData")
@@ -549,12 +569,12 @@ def test_periodic_subscription_sends_the_current_state(api: TestClient, receiver
 def test_a_redelivered_event_queues_nothing_twice(api: TestClient, ctx: AppContext) -> None:
     assert api.post(f"{BASE}/entities", json=station()).status_code == 201
     subscribe(api, subscription("http://127.0.0.1:9/n", isActive=True))
-    engine = SubscriptionEngine(ctx, SubscriptionSettings())
+    engine = SubscriptionEngine(ctx, ctx.app_setting("context", ContextSettings))
     event = AttributesChanged(
         tenant="",
         entity_id=ENTITY,
         types=["https://uri.etsi.org/ngsi-ld/default-context/AirQualityObserved"],
-        changes=[AttributeChange(attr="https://uri.etsi.org/ngsi-ld/default-context/pm25", old={}, new={})],
+        changes=[AttributeChange(attr=f"{DEFAULT}pm25", old=PM25, new={**PM25, "value": 36.0})],
     )
     assert engine.match(event) == 1
     assert engine.match(event) == 0
@@ -612,3 +632,428 @@ def test_mqtt_notification(api: TestClient) -> None:
     assert message["body"]["type"] == "Notification" and message["body"]["subscriptionId"] == sub_id
     assert message["body"]["data"][0]["pm25"]["value"] == 66.0
     eventually(lambda: sub_state(api, sub_id)["notification"]["timesSent"] == 1)
+
+
+# --- q, geoQ and scopeQ on deletions --------------------------------------------------------------
+
+
+def scoped_station(number: int, pm25: float, lon: float, lat: float, scope: str) -> dict[str, Any]:
+    return {**station(number, pm25=pm25, lon=lon, lat=lat), "scope": scope}
+
+
+def test_entity_deleted_honours_q_geo_q_and_scope_q(api: TestClient, receiver: Receiver) -> None:
+    near = scoped_station(1, 35.0, 104.679, 31.467, "/Mianyang/Fucheng")
+    far = scoped_station(2, 80.0, 116.4, 39.9, "/Beijing")
+    for entity in (near, far):
+        assert api.post(f"{BASE}/entities", json=entity).status_code == 201
+    deleted = ["entityDeleted"]
+    by_q = subscribe(api, subscription(receiver.uri, notificationTrigger=deleted, q="pm25>50"))
+    by_geo = subscribe(
+        api,
+        subscription(
+            receiver.uri,
+            notificationTrigger=deleted,
+            geoQ={"geometry": "Point", "coordinates": [104.68, 31.47], "georel": "near;maxDistance==5000"},
+        ),
+    )
+    by_scope = subscribe(api, subscription(receiver.uri, notificationTrigger=deleted, scopeQ="/Mianyang/#"))
+    for entity in (near, far):
+        assert api.delete(f"{BASE}/entities/{entity['id']}").status_code == 204
+    receiver.wait(3)
+    time.sleep(0.4)
+    got = {(body["subscriptionId"], body["data"][0]["id"]) for body in receiver.bodies()}
+    assert got == {(by_q, far["id"]), (by_geo, near["id"]), (by_scope, near["id"])}
+    assert len(receiver.bodies()) == 3
+
+
+def test_a_deletion_without_the_deleted_state_does_not_pass_a_filter(
+    api: TestClient, ctx: AppContext
+) -> None:
+    filtered = subscribe(api, subscription(URI, notificationTrigger=["entityDeleted"], q="pm25>50"))
+    plain = subscribe(api, subscription(URI, notificationTrigger=["entityDeleted"]))
+    engine = SubscriptionEngine(ctx, ctx.app_setting("context", ContextSettings))
+    types = [f"{DEFAULT}AirQualityObserved"]
+    assert engine.match(EntityDeleted(tenant="", entity_id=ENTITY, types=types)) == 1
+    with ctx.read() as session:
+        assert set(session.scalars(select(Notification.subscription_id))) == {plain}
+    state = {"id": ENTITY, "type": types, "attrs": {f"{DEFAULT}pm25": [{**PM25, "value": 60.0}]}}
+    assert engine.match(EntityDeleted(tenant="", entity_id=ENTITY, types=types, entity=state)) == 2
+    with ctx.read() as session:
+        assert filtered in set(session.scalars(select(Notification.subscription_id)))
+
+
+# --- showChanges ---------------------------------------------------------------------------------
+
+
+def test_show_changes_adds_previous_values(api: TestClient, receiver: Receiver) -> None:
+    assert api.post(f"{BASE}/entities", json=station()).status_code == 201
+    sub_id = subscribe(
+        api,
+        subscription(
+            receiver.uri,
+            notificationTrigger=["attributeCreated", "attributeUpdated", "attributeDeleted"],
+            notification={"showChanges": True, "endpoint": {"uri": receiver.uri}},
+        ),
+    )
+    assert sub_state(api, sub_id)["notification"]["showChanges"] is True
+    update_pm25(api, 80.0)
+    [(_, body)] = receiver.wait(1)
+    pm25 = body["data"][0]["pm25"]
+    assert pm25["value"] == 80.0 and pm25["previousValue"] == 35.0
+    assert "previousValue" not in body["data"][0]["name"]  # unchanged attributes carry none
+    device = {"refDevice": {"type": "Relationship", "object": "urn:ngsi-ld:Device:aq-999"}}
+    assert api.patch(f"{BASE}/entities/{ENTITY}/attrs", json=device).status_code == 204
+    _, (_, body) = receiver.wait(2)
+    assert body["data"][0]["refDevice"] == {
+        "type": "Relationship",
+        "object": "urn:ngsi-ld:Device:aq-999",
+        "previousObject": "urn:ngsi-ld:Device:aq-001",
+    }
+    assert api.delete(f"{BASE}/entities/{ENTITY}/attrs/name").status_code == 204
+    _, _, (_, body) = receiver.wait(3)
+    assert body["triggerReason"] == "attributeDeleted"
+    assert body["data"][0]["name"] == {
+        "type": "Property",
+        "value": "urn:ngsi-ld:null",
+        "previousValue": "站点1",
+    }
+    created = {"noise": {"type": "Property", "value": 51}}
+    assert api.post(f"{BASE}/entities/{ENTITY}/attrs", json=created).status_code == 204
+    *_, (_, body) = receiver.wait(4)
+    assert body["triggerReason"] == "attributeCreated"
+    assert body["data"][0]["noise"] == {"type": "Property", "value": 51}  # nothing was there before
+    problem(
+        api.patch(f"{BASE}/subscriptions/{sub_id}", json={"notification": {"format": "keyValues"}}),
+        400,
+        "BadRequestData",
+    )
+
+
+def test_show_changes_pairs_each_value_with_its_own_previous_one(api: TestClient, receiver: Receiver) -> None:
+    assert api.post(f"{BASE}/entities", json=station()).status_code == 201
+    subscribe(
+        api,
+        subscription(
+            receiver.uri,
+            notificationTrigger=["attributeUpdated"],
+            watchedAttributes=["pm25"],
+            notification={
+                "format": "concise",
+                "attributes": ["pm25"],
+                "showChanges": True,
+                "endpoint": {"uri": receiver.uri},
+            },
+        ),
+    )
+    for value in (40.0, 41.0, 42.0):
+        update_pm25(api, value)
+    receiver.wait(3)
+    pairs = [
+        (b["data"][0]["pm25"]["value"], b["data"][0]["pm25"]["previousValue"]) for b in receiver.bodies()
+    ]
+    assert pairs == [(40.0, 35.0), (41.0, 40.0), (42.0, 41.0)]
+
+
+def test_show_changes_names_the_previous_member_after_the_attribute_type(
+    api: TestClient, receiver: Receiver
+) -> None:
+    before = {
+        "id": ENTITY,
+        "type": "AirQualityObserved",
+        "label": {"type": "LanguageProperty", "languageMap": {"zh": "旧", "en": "old"}},
+        "config": {"type": "JsonProperty", "json": {"a": 1}},
+        "readings": {"type": "ListProperty", "valueList": [1, 2]},
+        "devices": {"type": "ListRelationship", "objectList": [{"object": "urn:ngsi-ld:Device:1"}]},
+        "category": {"type": "VocabProperty", "vocab": "urban"},
+    }
+    after = {
+        "label": {"type": "LanguageProperty", "languageMap": {"zh": "新", "en": "new"}},
+        "config": {"type": "JsonProperty", "json": {"a": 2}},
+        "readings": {"type": "ListProperty", "valueList": [3]},
+        "devices": {"type": "ListRelationship", "objectList": [{"object": "urn:ngsi-ld:Device:2"}]},
+        "category": {"type": "VocabProperty", "vocab": "rural"},
+    }
+    assert api.post(f"{BASE}/entities", json=before).status_code == 201
+    subscribe(
+        api,
+        subscription(
+            receiver.uri,
+            notificationTrigger=["attributeUpdated"],
+            notification={"showChanges": True, "endpoint": {"uri": receiver.uri}},
+        ),
+    )
+    assert api.patch(f"{BASE}/entities/{ENTITY}/attrs", json=after).status_code == 204
+    [(_, body)] = receiver.wait(1)
+    entity = body["data"][0]
+    assert entity["label"]["previousLanguageMap"] == {"zh": "旧", "en": "old"}
+    assert entity["config"]["previousJson"] == {"a": 1}
+    assert entity["readings"]["previousValueList"] == [1, 2]
+    assert entity["devices"]["previousObjectList"] == [{"object": "urn:ngsi-ld:Device:1"}]
+    assert entity["category"]["previousVocab"] == "urban"
+    assert entity["category"]["vocab"] == "rural"
+
+
+# --- the endpoint allow-list ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def policy(ctx: AppContext) -> ContextSettings:
+    """The running app's context settings, which services and the deliverer both read."""
+    settings: ContextSettings = ctx.app_setting("context", ContextSettings)
+    return settings
+
+
+REFUSED = {
+    "loopback": "http://127.0.0.1:9/notify",
+    "loopback by name": "http://localhost:9/notify",
+    "loopback IPv6": "http://[::1]:9/notify",
+    "private": "http://10.1.2.3/notify",
+    "link-local": "http://169.254.169.254/latest/meta-data",
+    "multicast": "mqtt://224.0.0.1/topic",
+    "mapped loopback": "http://[::ffff:127.0.0.1]/notify",
+    "does not resolve": "https://receiver.invalid/notify",
+}
+
+
+@pytest.mark.parametrize("uri", REFUSED.values(), ids=REFUSED.keys())
+def test_endpoints_on_the_broker_network_are_refused_by_default(
+    api: TestClient, ctx: AppContext, policy: ContextSettings, uri: str
+) -> None:
+    policy.subscription_endpoint_allowlist = ()
+    response = api.post(f"{BASE}/subscriptions", json=subscription(uri))
+    problem(response, 400, "BadRequestData")
+    assert "not permitted" in response.json()["detail"]
+    assert count(ctx, Subscription) == 0
+
+
+def test_the_refusal_names_the_reason(api: TestClient, policy: ContextSettings) -> None:
+    policy.subscription_endpoint_allowlist = ()
+    detail = api.post(f"{BASE}/subscriptions", json=subscription("http://10.1.2.3/n")).json()["detail"]
+    assert "private address (10.1.2.3)" in detail
+    detail = api.post(f"{BASE}/subscriptions", json=subscription("http://[::1]/n")).json()["detail"]
+    assert "loopback address (::1)" in detail
+    detail = api.post(f"{BASE}/subscriptions", json=subscription("http://receiver.invalid/n")).json()[
+        "detail"
+    ]
+    assert "does not resolve" in detail
+
+
+def test_the_allow_list_admits_hosts_networks_and_patterns(
+    api: TestClient, ctx: AppContext, policy: ContextSettings
+) -> None:
+    policy.subscription_endpoint_allowlist = ("10.0.0.0/8", "*.hooks.internal")
+    subscribe(api, subscription("http://10.1.2.3/notify"))
+    subscribe(api, subscription("https://city.hooks.internal/notify"))  # named: not even resolved
+    subscribe(api, subscription("http://93.184.216.34/notify"))  # public addresses need no listing
+    problem(
+        api.post(f"{BASE}/subscriptions", json=subscription("http://192.168.1.5/n")), 400, "BadRequestData"
+    )
+    policy.subscription_endpoint_allow_public = False
+    refused = api.post(f"{BASE}/subscriptions", json=subscription("http://93.184.216.34/n"))
+    problem(refused, 400, "BadRequestData")
+    assert "allow-list" in refused.json()["detail"]
+    subscribe(api, subscription("http://10.9.9.9/notify"))
+    assert count(ctx, Subscription) == 4
+
+
+def test_an_update_to_a_refused_endpoint_changes_nothing(api: TestClient, policy: ContextSettings) -> None:
+    policy.subscription_endpoint_allowlist = ()
+    sub_id = subscribe(api, subscription("http://93.184.216.34/notify"))
+    before = sub_state(api, sub_id)
+    fragment = {"notification": {"endpoint": {"uri": "http://127.0.0.1:9/notify"}}}
+    problem(api.patch(f"{BASE}/subscriptions/{sub_id}", json=fragment), 400, "BadRequestData")
+    assert sub_state(api, sub_id) == before
+    assert api.patch(f"{BASE}/subscriptions/{sub_id}", json={"isActive": False}).status_code == 204
+
+
+def test_delivery_checks_the_endpoint_again(
+    api: TestClient, ctx: AppContext, receiver: Receiver, policy: ContextSettings
+) -> None:
+    assert api.post(f"{BASE}/entities", json=station()).status_code == 201
+    sub_id = subscribe(api, subscription(receiver.uri, notificationTrigger=["attributeUpdated"]))
+    policy.subscription_endpoint_allowlist = ()  # as if the name now resolved into the broker's network
+    update_pm25(api, 55.0)
+    eventually(lambda: sub_state(api, sub_id)["notification"]["timesFailed"] >= 1)
+    assert receiver.bodies() == []
+    with ctx.read() as session:
+        row = session.scalars(select(Notification)).one()
+        assert row.state == "pending" and "not permitted" in (row.last_error or "")
+    policy.subscription_endpoint_allowlist = ("127.0.0.1",)
+    [(_, body)] = receiver.wait(1)
+    assert body["data"][0]["pm25"]["value"] == 55.0
+
+
+def test_allow_list_setting_parses_and_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "CITYBRAIN_CONTEXT_SUBSCRIPTION_ENDPOINT_ALLOWLIST", " 10.0.0.0/8, Hooks.Example.org ,::1"
+    )
+    assert ContextSettings().subscription_endpoint_allowlist == ("10.0.0.0/8", "hooks.example.org", "::1")
+    with pytest.raises(ValidationError):
+        ContextSettings(subscription_endpoint_allowlist=("not a host!",))
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def test_settings_are_declared_by_the_app_and_keep_their_names(ctx: AppContext) -> None:
+    spec = ctx.app("context")
+    assert spec is not None and spec.settings is ContextSettings
+    settings = ctx.app_setting("context", ContextSettings)
+    assert settings.subscription_poll_seconds == 0.1  # CITYBRAIN_CONTEXT_SUBSCRIPTION_POLL_SECONDS
+    assert settings.subscription_retry_max_seconds == 0.4
+    assert settings.subscription_retry_base_seconds == 0.1
+    assert settings.subscription_max_attempts == 10
+
+
+# --- the in-memory index -------------------------------------------------------------------------
+
+
+def changed(entity_type: str, entity_id: str = ENTITY) -> AttributesChanged:
+    return AttributesChanged(
+        tenant="",
+        entity_id=entity_id,
+        types=[DEFAULT + entity_type],
+        changes=[AttributeChange(attr=f"{DEFAULT}pm25", old=PM25, new={**PM25, "value": 36.0})],
+    )
+
+
+class CountingContext:
+    """The platform context, counting the database sessions opened through it."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx, self.sessions = ctx, 0
+
+    def read(self) -> Any:
+        self.sessions += 1
+        return self.ctx.read()
+
+    def uow(self, *args: Any) -> Any:
+        self.sessions += 1
+        return self.ctx.uow(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ctx, name)
+
+
+def test_events_nobody_watches_cost_no_query(api: TestClient, ctx: AppContext) -> None:
+    assert api.post(f"{BASE}/entities", json=station()).status_code == 201
+    subscribe(api, subscription(URI, notificationTrigger=["attributeUpdated"]))
+    counting = CountingContext(ctx)
+    engine = SubscriptionEngine(cast(AppContext, counting), ctx.app_setting("context", ContextSettings))
+    engine.reload_index()
+    counting.sessions = 0
+
+    async def run(events: list[AttributesChanged]) -> None:
+        for ev in events:
+            await engine.on_event(ev)
+
+    asyncio.run(run([changed("WeatherObserved", f"urn:ngsi-ld:W:{i}") for i in range(200)]))
+    asyncio.run(
+        run([changed("AirQualityObserved", f"urn:ngsi-ld:AirQualityObserved:x{i}") for i in range(3)])
+    )
+    assert counting.sessions == 3  # one read each: the entity (it does not exist, so nothing is queued)
+    asyncio.run(run([changed("AirQualityObserved")]))
+    assert counting.sessions == 5  # the entity, then the transaction queuing the notification
+    assert count(ctx, Notification) == 1
+
+
+def test_the_index_sees_changes_made_by_another_process(api: TestClient, ctx: AppContext) -> None:
+    other = SubscriptionEngine(ctx, ctx.app_setting("context", ContextSettings))
+    other.reload_index()
+    air = [f"{DEFAULT}AirQualityObserved"]
+    assert other.index().candidates("", air) == []
+    sub_id = subscribe(api, subscription(URI))
+    assert other.index().candidates("", air) == []  # nothing told this engine yet
+    other.refresh_index()  # what its timer does: the table's fingerprint changed
+    [entry] = other.index().candidates("", air)
+    assert entry.compiled.subscription_id == sub_id
+    patched = {"entities": [{"type": "WeatherObserved"}]}
+    assert api.patch(f"{BASE}/subscriptions/{sub_id}", json=patched).status_code == 204
+    other.refresh_index()
+    assert other.index().candidates("", air) == []
+    assert len(other.index().candidates("", [f"{DEFAULT}WeatherObserved"])) == 1
+    assert api.delete(f"{BASE}/subscriptions/{sub_id}").status_code == 204
+    other.refresh_index()
+    assert other.index().size == 0
+
+
+def test_a_new_subscription_applies_at_once_without_the_timer(
+    api: TestClient, receiver: Receiver, policy: ContextSettings
+) -> None:
+    assert api.post(f"{BASE}/entities", json=station()).status_code == 201
+    policy.subscription_index_refresh_seconds = 3600.0
+    time.sleep(0.3)  # the refresher is now asleep for an hour
+    update_pm25(api, 36.0)  # the index is built and holds no subscription
+    sub_id = subscribe(api, subscription(receiver.uri, notificationTrigger=["attributeUpdated"]))
+    update_pm25(api, 37.0)
+    [(_, body)] = receiver.wait(1)
+    assert body["subscriptionId"] == sub_id and body["data"][0]["pm25"]["value"] == 37.0
+    assert api.patch(f"{BASE}/subscriptions/{sub_id}", json={"isActive": False}).status_code == 204
+    update_pm25(api, 38.0)
+    time.sleep(0.4)
+    assert len(receiver.bodies()) == 1
+
+
+# --- csf, scopeQ, temporalQ ----------------------------------------------------------------------
+
+
+def test_csf_is_kept_and_does_not_filter_local_entities(api: TestClient, receiver: Receiver) -> None:
+    assert api.post(f"{BASE}/entities", json=station()).status_code == 201
+    sub_id = subscribe(
+        api, subscription(receiver.uri, notificationTrigger=["attributeUpdated"], csf='mode=="push"')
+    )
+    assert sub_state(api, sub_id)["csf"] == 'mode=="push"'
+    update_pm25(api, 50.0)
+    [(_, body)] = receiver.wait(1)
+    assert body["subscriptionId"] == sub_id
+
+
+def test_temporal_q_is_refused_naming_the_member(api: TestClient) -> None:
+    body = subscription(URI, temporalQ={"timerel": "after", "timeAt": "2026-01-01T00:00:00Z"})
+    response = api.post(f"{BASE}/subscriptions", json=body)
+    problem(response, 400, "BadRequestData")
+    assert "temporalQ" in response.json()["detail"]
+
+
+SCOPE_CASES = [
+    ("/Mianyang/Fucheng", ["/Mianyang/Fucheng"], True),
+    ("/Mianyang/Fucheng", ["/Mianyang/Fucheng/Park"], False),
+    ("/Mianyang/#", ["/Mianyang"], True),
+    ("/Mianyang/#", ["/Mianyang/Fucheng/Park"], True),
+    ("/Mianyang/#", ["/Beijing/Mianyang"], False),
+    ("/Mianyang/+/Park", ["/Mianyang/Fucheng/Park"], True),
+    ("/Mianyang/+/Park", ["/Mianyang/Park"], False),
+    ("/#", ["/Anything"], True),
+    ("/#", [], False),
+    ("/Mianyang/#;/Sensors", ["/Mianyang/Fucheng", "/Sensors"], True),
+    ("/Mianyang/#;/Sensors", ["/Mianyang/Fucheng"], False),
+    ("/Beijing,/Mianyang/#", ["/Mianyang/Fucheng"], True),
+    ("(/Beijing,/Mianyang/#);/Sensors", ["/Mianyang", "/Sensors"], True),
+    ("(/Beijing,/Mianyang/#);/Sensors", ["/Mianyang"], False),
+]
+
+
+@pytest.mark.parametrize(("query", "scopes", "expected"), SCOPE_CASES)
+def test_scope_query_language(query: str, scopes: list[str], expected: bool) -> None:
+    assert parse_scope_query(query).matches(scopes) is expected
+
+
+def test_scope_q_filters_change_and_periodic_notifications(api: TestClient, receiver: Receiver) -> None:
+    inside = scoped_station(1, 35.0, 104.679, 31.467, "/Mianyang/Fucheng")
+    outside = scoped_station(2, 35.0, 104.679, 31.467, "/Beijing")
+    for entity in (inside, outside):
+        assert api.post(f"{BASE}/entities", json=entity).status_code == 201
+    changes = subscribe(
+        api, subscription(receiver.uri, notificationTrigger=["attributeUpdated"], scopeQ="/Mianyang/#")
+    )
+    assert sub_state(api, changes)["scopeQ"] == "/Mianyang/#"
+    update_pm25(api, 60.0, entity_id=outside["id"])
+    update_pm25(api, 61.0, entity_id=inside["id"])
+    [(_, body)] = receiver.wait(1)
+    assert body["data"][0]["id"] == inside["id"]
+    time.sleep(0.3)
+    assert len(receiver.bodies()) == 1
+    assert api.delete(f"{BASE}/subscriptions/{changes}").status_code == 204
+    subscribe(api, subscription(receiver.uri, timeInterval=0.5, scopeQ="/Beijing"))
+    _, (_, periodic) = receiver.wait(2)
+    assert [e["id"] for e in periodic["data"]] == [outside["id"]]

@@ -124,6 +124,9 @@ class UpdateResult:
 # --------------------------------------------------------------------------------------------------
 # Scalars
 
+# Entity ids are stored in a column of this width.
+MAX_ID_LENGTH = 512
+
 
 def format_datetime(moment: datetime) -> str:
     """A UTC timestamp as stored: ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (naive datetimes are taken as UTC)."""
@@ -146,6 +149,8 @@ def validate_entity_id(value: Any) -> str:
     """An entity id must be an absolute URI (RFC 3986 ``scheme:rest``)."""
     if not is_absolute_uri(value):
         raise BadRequestData(f"The entity id must be an absolute URI, got {value!r}")
+    if len(value) > MAX_ID_LENGTH:
+        raise BadRequestData(f"The entity id is longer than {MAX_ID_LENGTH} characters")
     result: str = value
     return result
 

@@ -38,9 +38,18 @@ class AttributesChanged(Event):
 
 
 class EntityDeleted(Event):
-    """An entity was deleted."""
+    """An entity was deleted; `entity` is its stored form at deletion (None from older writers)."""
 
     subject: ClassVar[str] = "context.entity.deleted"
     tenant: str
     entity_id: str
     types: list[str]
+    entity: dict[str, Any] | None = None
+
+
+class SubscriptionChanged(Event):
+    """A subscription was created, updated or deleted (subscription engines refresh their index)."""
+
+    subject: ClassVar[str] = "context.subscription.changed"
+    tenant: str
+    subscription_id: str

@@ -12,7 +12,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from citybrain.sdk import Base
 
 # JSONB on PostgreSQL (indexable, binary), JSON text on SQLite (queried with JSON1).
-Document = JSON().with_variant(JSONB(), "postgresql")
+# None is SQL NULL (not JSON null), however the row is written.
+Document = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+# Strings in code point order on PostgreSQL too ("C"), as q compares them; SQLite's default already is.
+IndexedText = Text().with_variant(Text(collation="C"), "postgresql")
 
 
 class Entity(Base):
@@ -22,8 +25,14 @@ class Entity(Base):
     __table_args__ = (
         UniqueConstraint("tenant", "entity_id", name="tenant_entity"),
         Index("ix_context_entity_tenant_type", "tenant", "type"),
-        # The spatial indexes live in the migration (R*Tree on SQLite, GiST expression on PostgreSQL).
-        {"info": {"unmanaged_indexes": ("ix_context_entity_geo",)}},
+        # The spatial indexes live in the migrations: an R*Tree on SQLite, a GiST box expression on PostgreSQL,
+        # or with PostGIS a GiST index on the generated geometry of `location`, a column the model leaves out.
+        {
+            "info": {
+                "unmanaged_indexes": ("ix_context_entity_geo", "ix_context_entity_location_geometry"),
+                "unmanaged_columns": ("location_geometry",),
+            }
+        },
     )
 
     pk: Mapped[int] = mapped_column(primary_key=True)
@@ -38,6 +47,28 @@ class Entity(Base):
     min_lat: Mapped[float | None] = mapped_column(Float, default=None)
     max_lon: Mapped[float | None] = mapped_column(Float, default=None)
     max_lat: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class AttributeValue(Base):
+    """A number or string that a top-level attribute instance of an entity holds (the q prefilter's index)."""
+
+    __tablename__ = "context_value"
+    __table_args__ = (
+        # Covering: a prefilter reads the entity keys from the index alone.
+        Index("ix_context_value_number", "attr", "number", "entity_pk"),
+        Index("ix_context_value_text", "attr", "text", "entity_pk"),
+    )
+
+    # The key leads with the entity, so it also serves the replacement and cascade of an entity's rows.
+    entity_pk: Mapped[int] = mapped_column(
+        ForeignKey("context_entity.pk", ondelete="CASCADE"), primary_key=True
+    )
+    ordinal: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    attr: Mapped[str] = mapped_column(String(512))
+    dataset_id: Mapped[str] = mapped_column(String(512), default="")
+    number: Mapped[float | None] = mapped_column(Float, default=None)
+    # The first characters of a string (query.INDEXED_TEXT_LENGTH), ordered by code point as q compares.
+    text: Mapped[str | None] = mapped_column(IndexedText, default=None)
 
 
 class EntityType(Base):

@@ -25,7 +25,7 @@ from citybrain.apps.context.errors import (
 )
 from citybrain.apps.context.geo import GeoQueryError, parse_geoquery
 from citybrain.apps.context.query import QueryError, parse_q
-from citybrain.sdk import Actor, AppContext, current_actor, get_ctx, utcnow
+from citybrain.sdk import Actor, AppContext, current_actor, get_ctx, recalled_actor, utcnow
 
 router = APIRouter()
 JSON, JSONLD, GEOJSON = "application/json", "application/ld+json", "application/geo+json"
@@ -97,7 +97,9 @@ def _resolver(ctx: AppContext) -> jsonld.Resolver:
 async def _call(request: Request, *, allowed: set[str], body: bool = False, geo_ok: bool = False) -> Call:
     """Parse and check the common parts of a request (raises the spec's errors)."""
     ctx = get_ctx(request)
-    actor = await run_in_threadpool(current_actor, request)
+    actor = recalled_actor(request)
+    if actor is None:  # finding the actor may need the database: in a worker thread
+        actor = await run_in_threadpool(current_actor, request)
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         raise InvalidRequest(f"unknown or unsupported query parameter(s): {', '.join(unknown)}")
@@ -121,13 +123,13 @@ async def _call(request: Request, *, allowed: set[str], body: bool = False, geo_
             body_context = payload.pop("@context", None)
         if media == MERGE_PATCH:
             content_type = JSON
-    context = await run_in_threadpool(
-        jsonld.context_from_request,
-        content_type if body else JSON,
-        request.headers.get("link"),
-        body_context,
-        _resolver(ctx),
-    )
+    link = request.headers.get("link")
+    if link is None and body_context is None:  # the core @context alone: no stored document to read
+        context = jsonld.context_from_request(content_type if body else JSON, None, None, None)
+    else:
+        context = await run_in_threadpool(
+            jsonld.context_from_request, content_type if body else JSON, link, body_context, _resolver(ctx)
+        )
     return Call(ctx, actor, tenant, context, accept, request.query_params, payload)
 
 
@@ -286,7 +288,7 @@ async def create_entity(request: Request) -> Response:
     """Create an entity (201 with Location)."""
     call = await _call(request, allowed={"options"}, body=True)
     stored = _parse_entity(call, call.body)
-    await run_in_threadpool(services.create_entity, call.ctx, call.actor, call.tenant, stored)
+    await services.write_one(call.ctx, services.create_job(call.actor, call.tenant, stored))
     return Response(
         status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{quote(stored['id'], safe=':')}"}
     )
@@ -334,9 +336,7 @@ async def delete_attribute(entity_id: str, attr: str, request: Request) -> Respo
     def apply(stored: dict[str, Any], now: Any) -> ent.UpdateResult:
         return ent.delete_attr(stored, iri, now, dataset_id=dataset_id, delete_all=delete_all)
 
-    result = await run_in_threadpool(
-        services.update_entity, call.ctx, call.actor, call.tenant, entity_id, "context.entity.update", apply
-    )
+    result = await _update(call, entity_id, apply)
     if result.not_updated:
         raise ResourceNotFound(f"attribute {attr} of {entity_id} does not exist")
     return Response(status_code=204)
@@ -347,7 +347,7 @@ async def delete_entity(entity_id: str, request: Request) -> Response:
     """Delete an entity."""
     call = await _call(request, allowed=set())
     ent.validate_entity_id(entity_id)
-    await run_in_threadpool(services.delete_entity, call.ctx, call.actor, call.tenant, entity_id)
+    await services.write_one(call.ctx, services.delete_job(call.actor, call.tenant, entity_id))
     return Response(status_code=204)
 
 
@@ -424,9 +424,10 @@ async def merge_entity(entity_id: str, request: Request) -> Response:
 async def _update(
     call: Call, entity_id: str, apply: Callable[[dict[str, Any], Any], ent.UpdateResult]
 ) -> ent.UpdateResult:
-    return await run_in_threadpool(
-        services.update_entity, call.ctx, call.actor, call.tenant, entity_id, "context.entity.update", apply
-    )
+    job = services.update_job(call.actor, call.tenant, entity_id, "context.entity.update", apply)
+    result = await services.write_one(call.ctx, job)
+    assert result is not None
+    return result
 
 
 # --- batch operations --------------------------------------------------------------------------
@@ -459,8 +460,7 @@ async def entity_operation(operation: str, request: Request) -> Response:
             exc.entity_id = raw.get("id", "") if isinstance(raw, dict) else str(raw)  # type: ignore[attr-defined]
             items.append(exc)
     options = _options(call)
-    result = await run_in_threadpool(
-        services.batch,
+    result = await services.batch_async(
         call.ctx,
         call.actor,
         call.tenant,
@@ -625,51 +625,14 @@ TEMPORAL_PARAMS = QUERY_PARAMS | {
 }
 
 
-def _moment(call: Call, key: str) -> Any:
-    raw = call.params.get(key)
-    if raw is None:
-        return None
-    from datetime import datetime
-
-    return datetime.fromisoformat(ent.parse_datetime(raw, key))
-
-
 def _temporal_query(call: Call, params: Mapping[str, Any], single: str | None) -> temporal.TemporalQuery:
     """Parse the temporal parameters (and the entity selection when not a single entity)."""
     if single is not None:
         selection = services.EntityQuery(ids=[single], limit=1)
     else:
         selection = _entity_query(call, params)
-    timerel = temporal.check_window(
-        params.get("timerel"), _moment(call, "timeAt"), _moment(call, "endTimeAt")
-    )
-    timeproperty = params.get("timeproperty") or "observedAt"
-    if timeproperty not in ("observedAt", "modifiedAt"):
-        raise BadRequestData(
-            "timeproperty must be observedAt or modifiedAt (createdAt is not kept per instance)"
-        )
-    options = _options(call)
-    methods: list[str] = []
-    period = None
-    if "aggregatedValues" in options or call.params.get("format") == "aggregatedValues":
-        methods = [m.strip() for m in (params.get("aggrMethods") or "").split(",") if m.strip()]
-        unknown = [m for m in methods if m not in temporal.AGGREGATES]
-        if not methods or unknown:
-            raise BadRequestData(f"aggrMethods must list some of {', '.join(temporal.AGGREGATES)}")
-        if params.get("aggrPeriodDuration"):
-            period = temporal.parse_duration(str(params["aggrPeriodDuration"]))
-    last_n = _int(call, "lastN", 0) or None
-    return temporal.TemporalQuery(
-        entities=selection,
-        attrs=_names(call, "attrs"),
-        timerel=timerel,
-        time_at=_moment(call, "timeAt"),
-        end_time_at=_moment(call, "endTimeAt"),
-        timeproperty=timeproperty,  # type: ignore[arg-type]
-        last_n=last_n,
-        aggr_methods=methods,
-        aggr_period=period,
-    )
+    aggregated = "aggregatedValues" in _options(call) or call.params.get("format") == "aggregatedValues"
+    return temporal.parse_query(params, selection, _names(call, "attrs"), aggregated=aggregated)
 
 
 def _render_temporal(call: Call, item: dict[str, Any], query: temporal.TemporalQuery) -> dict[str, Any]:
@@ -707,48 +670,53 @@ def _render_temporal(call: Call, item: dict[str, Any], query: temporal.TemporalQ
 
 @router.get("/temporal/entities/{entity_id:path}")
 async def temporal_entity(entity_id: str, request: Request) -> Response:
-    """The history of one entity's attributes."""
+    """The history of one entity's attributes (206 with Content-Range when it continues on a further page)."""
     call = await _call(request, allowed=TEMPORAL_PARAMS - {"id", "type", "idPattern", "q", "georel"})
     ent.validate_entity_id(entity_id)
     query = _temporal_query(call, call.params, entity_id)
     found = await run_in_threadpool(temporal.temporal_entities, call.ctx, call.actor, call.tenant, query)
-    if not found:
+    if not found.entities:
         raise ResourceNotFound(f"entity {entity_id} does not exist")
-    return _respond(call, _render_temporal(call, found[0], query))
+    return _respond(call, _render_temporal(call, found.entities[0], query), found.status, found.headers())
 
 
 @router.get("/temporal/entities")
 async def temporal_query(request: Request) -> Response:
-    """The history of the attributes of every entity a query selects."""
+    """The history of the attributes of every entity a query selects, one page of entities at a time."""
     call = await _call(request, allowed=TEMPORAL_PARAMS)
     query = _temporal_query(call, call.params, None)
     found = await run_in_threadpool(temporal.temporal_entities, call.ctx, call.actor, call.tenant, query)
-    return _respond(call, [_render_temporal(call, item, query) for item in found])
+    body = [_render_temporal(call, item, query) for item in found.entities]
+    return _respond(call, body, found.status, found.headers())
 
 
 @router.post("/temporal/entityOperations/query")
 async def temporal_batch_query(request: Request) -> Response:
-    """A temporal query given as a Query object in the body."""
+    """A temporal query given as a Query object in the body (temporalQ holds the temporal parameters)."""
     call = await _call(request, allowed={"limit", "offset", "count", "options", "format", "lastN"}, body=True)
     body = call.body
     if not isinstance(body, dict) or body.get("type") != "Query":
         raise BadRequestData('the body must be a Query object ({"type": "Query", ...})')
-    params: dict[str, Any] = {"q": body.get("q")}
+    temporal_q = body.get("temporalQ") or {}
+    attrs = body.get("attrs")
+    if not isinstance(temporal_q, dict):
+        raise BadRequestData("temporalQ must be a JSON object")
+    if attrs is not None and not (isinstance(attrs, list) and all(isinstance(a, str) for a in attrs)):
+        raise BadRequestData("attrs must be an array of attribute names")
+    params: dict[str, Any] = {**call.params, "q": body.get("q")}
     entities = body.get("entities") or []
     if entities:
         params.update(
             type=entities[0].get("type"), id=entities[0].get("id"), idPattern=entities[0].get("idPattern")
         )
-    extra = {k: v for k, v in (body.get("temporalQ") or {}).items() if isinstance(v, str)}
-    if body.get("attrs"):
-        extra["attrs"] = ",".join(body["attrs"])
-    for key in ("aggrMethods",):
-        if body.get(key):
-            extra[key] = ",".join(body[key]) if isinstance(body[key], list) else str(body[key])
-    if body.get("aggrPeriodDuration"):
-        extra["aggrPeriodDuration"] = str(body["aggrPeriodDuration"])
-    call.params = {**call.params, **extra}
-    params.update(extra)
+    geo = body.get("geoQ") or {}
+    if geo:
+        params.update({key: geo.get(key) for key in ("georel", "geometry", "coordinates", "geoproperty")})
+    params.update({k: body[k] for k in ("aggrMethods", "aggrPeriodDuration") if body.get(k) is not None})
+    params.update(temporal_q)
+    if attrs:
+        call.params = {**call.params, "attrs": ",".join(attrs)}
     query = _temporal_query(call, params, None)
     found = await run_in_threadpool(temporal.temporal_entities, call.ctx, call.actor, call.tenant, query)
-    return _respond(call, [_render_temporal(call, item, query) for item in found])
+    items = [_render_temporal(call, item, query) for item in found.entities]
+    return _respond(call, items, found.status, found.headers())

@@ -31,11 +31,16 @@ one exception: on PostgreSQL a regular expression that ``~`` would not read as P
 ``matches`` when ``needs_post_filter`` says so. SQLite needs ``register_sqlite_functions`` (REGEXP)
 on every connection. Numbers compare exactly (PostgreSQL ``numeric``; the evaluator and SQLite agree
 with it for integers below 2**53 and any double).
+
+Prefilter: ``to_prefilter`` answers the terms on an attribute's own value (``==``, lists, ranges and
+orderings of numbers, strings and temporal values) from the value index (``values.py``), as a necessary
+condition to AND with ``to_sql``, which stays exact.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 import unicodedata
@@ -569,15 +574,23 @@ def _leaves(value: Any) -> Iterator[Any]:
 
 def _candidates(term: Term, instance: Mapping[str, Any]) -> tuple[list[Any], bool]:
     """The values to compare (array items, or a languageMap's strings) and whether they are vocab IRIs."""
+    if term.meta is None and not term.trailing:
+        return value_candidates(instance)
     base = _base(term, instance)
     if base is _MISSING:
         return [], False
-    plain = term.meta is None and not term.trailing
-    if plain and _attribute_type(instance) == "LanguageProperty":
+    return (base if isinstance(base, list) else [base]), False
+
+
+def value_candidates(instance: Mapping[str, Any]) -> tuple[list[Any], bool]:
+    """What a term on the attribute itself compares in one instance, and whether those are vocab IRIs."""
+    kind = _attribute_type(instance)
+    base = instance.get(VALUE_MEMBER.get(kind, "value"), _MISSING)
+    if base is _MISSING:
+        return [], False
+    if kind == "LanguageProperty":
         return list(_leaves(base)), False
-    return (base if isinstance(base, list) else [base]), plain and _attribute_type(
-        instance
-    ) == "VocabProperty"
+    return (base if isinstance(base, list) else [base]), kind == "VocabProperty"
 
 
 def _comparable(candidate: Any, kind: Kind) -> Any:
@@ -678,7 +691,13 @@ def to_sql(
     """Compile a parsed query to a boolean SQL condition on the stored-form JSON column (see module doc)."""
     if dialect_name not in ("sqlite", "postgresql"):
         raise ValueError(f"unsupported dialect {dialect_name!r}")
-    return _Compiler(dialect_name == "postgresql").node(node, data_column)
+    return _condition(node, data_column, dialect_name == "postgresql")
+
+
+@functools.lru_cache(maxsize=256)
+def _condition(node: Node, data_column: ColumnElement[Any], postgresql: bool) -> ColumnElement[bool]:
+    """The condition of ``to_sql``, built once per query: building it takes longer than running it."""
+    return _Compiler(postgresql).node(node, data_column)
 
 
 @dataclass(frozen=True, slots=True)
@@ -926,3 +945,184 @@ def _has_text(operand: Operand) -> bool:
 def _sqlite_path(keys: tuple[str, ...]) -> str:
     """A SQLite JSON path with every key quoted: $."attrs"."https://…"."""
     return "$" + "".join(f'."{key}"' for key in keys)
+
+
+# ------------------------------------------------------------------------------- value index prefilter
+
+# The attribute value index (``values.py``) keeps, per top-level attribute instance, each candidate
+# ``value_candidates`` yields that is a number (as a double) or a string (its first INDEXED_TEXT_LENGTH
+# characters, compared in code point order). ``to_prefilter`` turns the terms it can answer into a
+# necessary condition on those rows; ``to_sql`` stays the exact condition, so results never change.
+INDEXED_TEXT_LENGTH = 128
+_EXACT_DOUBLE = 2**53
+_DATETIME_PREFIX = 19  # YYYY-MM-DDTHH:MM:SS, shared by a stored date-time and its normalised form
+_TIME_PREFIX = 8  # HH:MM:SS
+_BOUNDS = (Op.GT, Op.GE, Op.LT, Op.LE)
+# At most this many lookups of one conjunction join in one subquery; more make further subqueries.
+MAX_JOINED_LOOKUPS = 4
+
+
+def index_key(candidate: Any) -> tuple[float | None, str | None] | None:
+    """The (number, text) row the value index keeps for a candidate value, None for other values."""
+    if isinstance(candidate, str):
+        return None, candidate[:INDEXED_TEXT_LENGTH]
+    if isinstance(candidate, bool) or not isinstance(candidate, int | float):
+        return None
+    number = _as_double(candidate)
+    return None if number != number else (number, None)  # NaN equals nothing
+
+
+def _as_double(number: int | float) -> float:
+    try:
+        return float(number)
+    except OverflowError:  # an integer beyond the doubles keeps its order as an infinity
+        return float("inf") if number > 0 else float("-inf")
+
+
+def to_prefilter(
+    node: Node,
+    entity_pk: ColumnElement[Any],
+    values: FromClause,
+    few: Callable[[sa.Select[Any]], bool] | None = None,
+) -> ColumnElement[bool] | None:
+    """A condition on ``entity_pk`` that every entity ``node`` matches meets, answered by the value index."""
+    # None when the index cannot narrow the query down: terms on sub-attributes, metadata or trailing
+    # paths, ``!=``, existence, patterns and booleans; an OR with such a branch. Each lookup becomes
+    # ``entity_pk IN (lookup)``, or a correlated ``EXISTS`` where ``few`` says it selects too many rows
+    # to drive the query (SQLite, whose planner cannot tell).
+    return _Prefilter(entity_pk, values, few).node(node)
+
+
+class _Prefilter:
+    """Builds the lookups of one query: an entity needs, per lookup, one index row matching each group."""
+
+    def __init__(
+        self, entity_pk: ColumnElement[Any], values: FromClause, few: Callable[[sa.Select[Any]], bool] | None
+    ) -> None:
+        self.entity_pk = entity_pk
+        self.values = values
+        self.few = few
+
+    def node(self, node: Node) -> ColumnElement[bool] | None:
+        group = self.group(node)
+        if group is not None:
+            return self.lookup([group])
+        if isinstance(node, Term):
+            return None
+        if isinstance(node, Or):
+            branches = [self.node(child) for child in node.children]
+            if any(branch is None for branch in branches):
+                return None
+            return sa.or_(*(branch for branch in branches if branch is not None))
+        groups: list[tuple[Term, ...]] = []
+        found: list[ColumnElement[bool]] = []
+        for child in node.children:
+            group = self.group(child)
+            if group is not None:
+                groups.append(group)
+            elif isinstance(child, Or) and (condition := self.node(child)) is not None:
+                found.append(condition)
+        # The terms of a conjunction share lookups, so the database intersects them before any entity is read.
+        lookups = [
+            self.lookup(groups[start : start + MAX_JOINED_LOOKUPS])
+            for start in range(0, len(groups), MAX_JOINED_LOOKUPS)
+        ]
+        return sa.and_(*lookups, *found) if lookups or found else None
+
+    def group(self, node: Node) -> tuple[Term, ...] | None:
+        """The terms one index row must match one of (a term, or an OR of terms); None if not indexed."""
+        terms = node.children if isinstance(node, Or) else (node,)
+        if all(isinstance(term, Term) and _row_condition(term, self.values) is not None for term in terms):
+            return tuple(term for term in terms if isinstance(term, Term))
+        return None
+
+    def lookup(self, groups: list[tuple[Term, ...]]) -> ColumnElement[bool]:
+        """Entities with, for each group, an index row matching one of its terms."""
+        rows = [self.values.alias() for _ in groups]
+        matching = [
+            sa.or_(*(condition for term in group if (condition := _row_condition(term, row)) is not None))
+            for group, row in zip(groups, rows, strict=True)
+        ]
+        same_entity = [row.c.entity_pk == rows[0].c.entity_pk for row in rows[1:]]
+        lookup = sa.select(rows[0].c.entity_pk).where(*matching, *same_entity)
+        if self.few is None or self.few(lookup):
+            return self.entity_pk.in_(lookup)
+        return sa.exists(lookup.where(rows[0].c.entity_pk == self.entity_pk))
+
+
+def _row_condition(term: Term, values: FromClause) -> ColumnElement[bool] | None:
+    """The index rows an instance matching the term must have, or None when the term is not indexed."""
+    if len(term.path) != 1 or term.meta is not None or term.trailing:
+        return None
+    operand = term.operand
+    condition: ColumnElement[bool] | None = None
+    if term.op is Op.EQ and isinstance(operand, Range):
+        low, high = _bound_rows(Op.GE, operand.low, values), _bound_rows(Op.LE, operand.high, values)
+        condition = None if low is None or high is None else sa.and_(low, high)
+    elif term.op is Op.EQ and isinstance(operand, tuple):
+        alternatives = [_equal_rows(value, values) for value in operand]
+        if all(alternative is not None for alternative in alternatives):
+            condition = sa.or_(*(alternative for alternative in alternatives if alternative is not None))
+    elif term.op is Op.EQ and isinstance(operand, Value):
+        condition = _equal_rows(operand, values)
+    elif term.op in _BOUNDS and isinstance(operand, Value):
+        condition = _bound_rows(term.op, operand, values)
+    return None if condition is None else sa.and_(values.c.attr == term.path[0], condition)
+
+
+def _texts(value: Value) -> list[str]:
+    """The strings a string or URI literal equals: as written, and expanded for a VocabProperty."""
+    return [value.value] + ([value.vocab] if value.vocab is not None and value.vocab != value.value else [])
+
+
+def _equal_rows(value: Value, values: FromClause) -> ColumnElement[bool] | None:
+    number: ColumnElement[float] = values.c.number
+    text: ColumnElement[str] = values.c.text
+    if value.kind is Kind.NUMBER:
+        return number == _as_double(value.value)
+    if value.kind in (Kind.STRING, Kind.URI):
+        return text.in_([string[:INDEXED_TEXT_LENGTH] for string in _texts(value)])
+    if value.kind is Kind.DATE:
+        return text == str(value.value)
+    if value.kind in (Kind.DATETIME, Kind.TIME):
+        low, high = _bound_rows(Op.GE, value, values), _bound_rows(Op.LE, value, values)
+        assert low is not None and high is not None
+        return sa.and_(low, high)
+    return None
+
+
+def _bound_rows(op: Op, value: Value, values: FromClause) -> ColumnElement[bool] | None:
+    """The index rows of values ``op`` the literal (a range end: ``>=`` or ``<=``), or None for booleans."""
+    number: ColumnElement[float] = values.c.number
+    text: ColumnElement[str] = values.c.text
+    lower = op in (Op.GT, Op.GE)
+    strict = op in (Op.GT, Op.LT)
+    if value.kind is Kind.NUMBER:
+        # Doubles keep the order of the exact numbers, but integers beyond 2**53 may round onto the bound.
+        return _compare_rows(
+            number, lower, strict and abs(value.value) < _EXACT_DOUBLE, _as_double(value.value)
+        )
+    if value.kind in (Kind.DATETIME, Kind.TIME):
+        # The normalised form starts with the stored string's first characters: bound those.
+        prefix = str(value.value)[: _DATETIME_PREFIX if value.kind is Kind.DATETIME else _TIME_PREFIX]
+        if lower:
+            return text >= prefix
+        return text < prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    if value.kind is Kind.DATE:
+        return _compare_rows(text, lower, strict, str(value.value))
+    if value.kind in (Kind.STRING, Kind.URI):
+        # A VocabProperty compares the expanded form: bound by the looser of the two. A longer string is
+        # cut as stored, where only the non-strict comparison still holds.
+        bound = min(_texts(value)) if lower else max(_texts(value))
+        return _compare_rows(
+            text, lower, strict and len(bound) < INDEXED_TEXT_LENGTH, bound[:INDEXED_TEXT_LENGTH]
+        )
+    return None
+
+
+def _compare_rows(
+    column: ColumnElement[Any], lower: bool, strict: bool, bound: float | str
+) -> ColumnElement[bool]:
+    if lower:
+        return column > bound if strict else column >= bound
+    return column < bound if strict else column <= bound

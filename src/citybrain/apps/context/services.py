@@ -2,33 +2,52 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Integer, column, delete, func, insert, or_, select, text
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Engine,
+    Integer,
+    Select,
+    and_,
+    column,
+    delete,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from citybrain.apps.context import entities as ent
 from citybrain.apps.context.errors import (
-    AlreadyExists,
     BadRequestData,
-    NgsiError,
     NonexistentTenant,
     ResourceNotFound,
 )
-from citybrain.apps.context.events import AttributeChange, AttributesChanged, EntityCreated, EntityDeleted
-from citybrain.apps.context.geo import GeoQuery, geometry_bbox
-from citybrain.apps.context.models import AttributeHistory, Entity, EntityType
-from citybrain.apps.context.query import Node, matches, needs_post_filter, to_sql
-from citybrain.sdk import Actor, AppContext, UnitOfWork, utcnow
+from citybrain.apps.context.geo import DENSIFY_DEGREES, DENSIFY_PARTS, GeoQuery
+from citybrain.apps.context.models import AttributeHistory, AttributeValue, Entity, EntityType
+from citybrain.apps.context.query import Node, matches, needs_post_filter, to_prefilter, to_sql
+from citybrain.apps.context.writer import GroupCommit, Job, Outcome, apply_jobs
+from citybrain.sdk import Actor, AppContext
 
 TENANT_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 READ, WRITE = "context.entity.read", "context.entity.write"
+# On SQLite, a q prefilter lookup matching fewer entity rows than this drives the query.
+DRIVING_LOOKUP_ROWS = 1000
 Dialect = Literal["sqlite", "postgresql"]
 Operation = Callable[[dict[str, Any], datetime], ent.UpdateResult]
+WRITER = "context.writer"
 
 
 def check_tenant(value: str | None) -> str:
@@ -75,77 +94,6 @@ def _dialect(session: Session) -> Dialect:
     return "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
 
 
-def _bbox(stored: Mapping[str, Any]) -> tuple[float, float, float, float] | None:
-    geometry = ent.geometry_of(stored)
-    return geometry_bbox(geometry) if isinstance(geometry, dict) else None
-
-
-def _columns(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """Values of the indexed columns derived from a stored entity."""
-    box = _bbox(stored)
-    return {
-        "type": stored["type"][0],
-        "created_at": datetime.fromisoformat(stored["createdAt"]),
-        "modified_at": datetime.fromisoformat(stored["modifiedAt"]),
-        "data": dict(stored),
-        "min_lon": box[0] if box else None,
-        "min_lat": box[1] if box else None,
-        "max_lon": box[2] if box else None,
-        "max_lat": box[3] if box else None,
-    }
-
-
-def _index_geo(session: Session, pk: int, stored: Mapping[str, Any]) -> None:
-    """Keep SQLite's R*Tree of entity bounding boxes in step (PostgreSQL uses a GiST index on the row)."""
-    if _dialect(session) != "sqlite":
-        return
-    session.execute(text("DELETE FROM context_geo WHERE id = :pk"), {"pk": pk})
-    box = _bbox(stored)
-    if box is not None:
-        session.execute(
-            text(
-                "INSERT INTO context_geo (id, min_lon, max_lon, min_lat, max_lat) VALUES (:pk, :a, :c, :b, :d)"
-            ),
-            {"pk": pk, "a": box[0], "b": box[1], "c": box[2], "d": box[3]},
-        )
-
-
-def _set_types(session: Session, pk: int, types: Sequence[str]) -> None:
-    session.execute(delete(EntityType).where(EntityType.entity_pk == pk))
-    if len(types) > 1:
-        session.execute(insert(EntityType), [{"entity_pk": pk, "type": t} for t in types[1:]])
-
-
-def _history(
-    session: Session, tenant: str, entity_id: str, changes: Iterable[ent.AttrChange], now: datetime
-) -> None:
-    """Append one history row per changed attribute instance."""
-    rows = []
-    for change in changes:
-        instance = change.new
-        observed = (instance or change.old or {}).get("observedAt")
-        value = instance.get("value") if instance else None
-        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-        rows.append(
-            {
-                "tenant": tenant,
-                "entity_id": entity_id,
-                "attr": change.name,
-                "dataset_id": change.dataset_id or "",
-                "observed_at": datetime.fromisoformat(observed) if isinstance(observed, str) else None,
-                "modified_at": now,
-                "number": number,
-                "instance": instance,
-            }
-        )
-    if rows:
-        session.execute(insert(AttributeHistory), rows)
-
-
-def _event_changes(changes: Iterable[ent.AttrChange]) -> list[AttributeChange]:
-    return [AttributeChange(attr=c.name, dataset_id=c.dataset_id, old=c.old, new=c.new) for c in changes]
-
-
 def _load(session: Session, tenant: str, entity_id: str, *, for_update: bool = False) -> Entity:
     stmt = select(Entity).where(Entity.tenant == tenant, Entity.entity_id == entity_id)
     if for_update:
@@ -156,70 +104,13 @@ def _load(session: Session, tenant: str, entity_id: str, *, for_update: bool = F
     return row
 
 
-def _insert(uow: UnitOfWork, tenant: str, stored: dict[str, Any], now: datetime) -> None:
-    """Insert a new entity with its history and event; AlreadyExists when the id is taken."""
-    session = uow.session
-    taken = session.scalar(select(Entity.pk).where(Entity.tenant == tenant, Entity.entity_id == stored["id"]))
-    if taken is not None:
-        raise AlreadyExists(f"entity {stored['id']} already exists")
-    row = Entity(tenant=tenant, entity_id=stored["id"], **_columns(stored))
-    session.add(row)
-    session.flush()
-    _set_types(session, row.pk, stored["type"])
-    _index_geo(session, row.pk, stored)
-    created = [
-        ent.AttrChange(name, i.get("datasetId"), None, i)
-        for name, instances in stored.get("attrs", {}).items()
-        for i in instances
-    ]
-    _history(session, tenant, stored["id"], created, now)
-    uow.record("create", f"context_entity:{tenant}/{stored['id']}", None, stored)
-    uow.emit(EntityCreated(tenant=tenant, entity_id=stored["id"], types=list(stored["type"])))
-    if created:
-        uow.emit(
-            AttributesChanged(
-                tenant=tenant,
-                entity_id=stored["id"],
-                types=list(stored["type"]),
-                changes=_event_changes(created),
-            )
-        )
-
-
-def _save(uow: UnitOfWork, tenant: str, row: Entity, result: ent.UpdateResult, now: datetime) -> None:
-    """Store an updated entity with its history, ledger record and event (nothing when nothing changed)."""
-    if not result.changes and result.entity.get("type") == row.data.get("type"):
-        return
-    session = uow.session
-    before = row.data
-    for key, value in _columns(result.entity).items():
-        setattr(row, key, value)
-    session.flush()
-    if result.entity["type"] != before.get("type"):
-        _set_types(session, row.pk, result.entity["type"])
-    if ent.geometry_of(result.entity) != ent.geometry_of(before):
-        _index_geo(session, row.pk, result.entity)
-    _history(session, tenant, row.entity_id, result.changes, now)
-    uow.record("update", f"context_entity:{tenant}/{row.entity_id}", before, result.entity)
-    if result.changes:
-        uow.emit(
-            AttributesChanged(
-                tenant=tenant,
-                entity_id=row.entity_id,
-                types=list(result.entity["type"]),
-                changes=_event_changes(result.changes),
-            )
-        )
-
-
 # --- single-entity operations ------------------------------------------------------------------
 
 
 def create_entity(ctx: AppContext, actor: Actor, tenant: str, stored: dict[str, Any]) -> None:
     """Create an entity from its stored form."""
     actor.require(WRITE)
-    with ctx.uow(actor, "context.entity.create") as uow:
-        _insert(uow, tenant, stored, utcnow())
+    _single(apply_jobs(ctx, [create_job(actor, tenant, stored)]))
 
 
 def get_entity(ctx: AppContext, actor: Actor, tenant: str, entity_id: str) -> dict[str, Any]:
@@ -235,30 +126,51 @@ def update_entity(
 ) -> ent.UpdateResult:
     """Apply a pure stored-form operation (append, update, merge, replace, partial, delete attr) atomically."""
     actor.require(WRITE)
-    now = utcnow()
-    with ctx.uow(actor, action) as uow:
-        row = _load(uow.session, tenant, entity_id, for_update=True)
-        result = apply(dict(row.data), now)
-        _save(uow, tenant, row, result, now)
-        return result
+    result = _single(apply_jobs(ctx, [update_job(actor, tenant, entity_id, action, apply)]))
+    assert result is not None
+    return result
 
 
 def delete_entity(ctx: AppContext, actor: Actor, tenant: str, entity_id: str) -> None:
     """Delete an entity (its history stays until retention removes it)."""
     actor.require(WRITE)
-    with ctx.uow(actor, "context.entity.delete") as uow:
-        _delete(uow, tenant, entity_id)
+    _single(apply_jobs(ctx, [delete_job(actor, tenant, entity_id)]))
 
 
-def _delete(uow: UnitOfWork, tenant: str, entity_id: str) -> None:
-    row = _load(uow.session, tenant, entity_id, for_update=True)
-    stored = row.data
-    if _dialect(uow.session) == "sqlite":
-        uow.session.execute(text("DELETE FROM context_geo WHERE id = :pk"), {"pk": row.pk})
-    uow.session.execute(delete(EntityType).where(EntityType.entity_pk == row.pk))
-    uow.session.delete(row)
-    uow.record("delete", f"context_entity:{tenant}/{entity_id}", stored, None)
-    uow.emit(EntityDeleted(tenant=tenant, entity_id=entity_id, types=list(stored["type"])))
+def create_job(actor: Actor, tenant: str, stored: dict[str, Any]) -> Job:
+    """A job creating an entity."""
+    return Job(actor, tenant, stored["id"], "create", "context.entity.create", stored=stored)
+
+
+def update_job(actor: Actor, tenant: str, entity_id: str, action: str, apply: Operation) -> Job:
+    """A job applying a stored-form operation to an entity."""
+    return Job(actor, tenant, entity_id, "update", action, apply=apply)
+
+
+def delete_job(actor: Actor, tenant: str, entity_id: str) -> Job:
+    """A job deleting an entity."""
+    return Job(actor, tenant, entity_id, "delete", "context.entity.delete")
+
+
+async def write(ctx: AppContext, jobs: Sequence[Job]) -> list[Outcome]:
+    """Run jobs through the app's group commit when it runs (concurrent requests share transactions)."""
+    writer: GroupCommit | None = ctx.extensions.get(WRITER)
+    if writer is None:
+        return await asyncio.to_thread(apply_jobs, ctx, jobs)
+    return await writer.submit(jobs)
+
+
+async def write_one(ctx: AppContext, job: Job) -> ent.UpdateResult | None:
+    """Run one job through the group commit; its error is raised."""
+    job.actor.require(WRITE)
+    return _single(await write(ctx, [job]))
+
+
+def _single(outcomes: Sequence[Outcome]) -> ent.UpdateResult | None:
+    (outcome,) = outcomes
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 # --- batch operations --------------------------------------------------------------------------
@@ -274,58 +186,84 @@ def batch(
     upsert_mode: Literal["replace", "update"] = "replace",
     no_overwrite: bool = False,
 ) -> BatchResult:
-    """Run a batch create/upsert/update/merge/delete; each item succeeds or fails on its own."""
+    """Run a batch create/upsert/update/merge/delete in one transaction; each item succeeds or fails on its own."""
     actor.require(WRITE)
-    outcome = BatchResult()
-    now = utcnow()
-    with ctx.uow(actor, f"context.entity.batch_{kind}") as uow:
-        for item in items:
-            if isinstance(item, Exception):
-                outcome.errors.append(_batch_error(getattr(item, "entity_id", ""), item))
-                continue
-            entity_id = item["id"]
-            savepoint = uow.session.begin_nested()
-            try:
-                _batch_one(uow, tenant, kind, item, now, upsert_mode, no_overwrite)
-                savepoint.commit()
-                outcome.success.append(entity_id)
-            except NgsiError as exc:  # one bad item never blocks the others
-                savepoint.rollback()
-                outcome.errors.append(_batch_error(entity_id, exc))
-    return outcome
+    jobs = batch_jobs(actor, tenant, kind, items, upsert_mode=upsert_mode, no_overwrite=no_overwrite)
+    return batch_result(items, apply_jobs(ctx, jobs) if jobs else [])
 
 
-def _batch_one(
-    uow: UnitOfWork,
+async def batch_async(
+    ctx: AppContext,
+    actor: Actor,
     tenant: str,
     kind: str,
-    item: dict[str, Any],
-    now: datetime,
-    upsert_mode: str,
-    no_overwrite: bool,
-) -> None:
-    session = uow.session
-    if kind == "create":
-        _insert(uow, tenant, item, now)
-        return
-    if kind == "delete":
-        _delete(uow, tenant, item["id"])
-        return
-    exists = session.scalar(select(Entity.pk).where(Entity.tenant == tenant, Entity.entity_id == item["id"]))
-    if exists is None:
-        if kind == "upsert":
-            _insert(uow, tenant, item, now)
-            return
-        raise ResourceNotFound(f"entity {item['id']} does not exist")
-    row = _load(session, tenant, item["id"], for_update=True)
-    attrs = item.get("attrs", {})
-    if kind == "upsert" and upsert_mode == "replace":
-        result = ent.replace_entity(row.data, item, now)
-    elif kind in ("upsert", "update"):
-        result = ent.append_attrs(row.data, attrs, now, no_overwrite=no_overwrite, types=item.get("type", ()))
-    else:
-        result = ent.merge_entity(row.data, attrs, now, types=item.get("type", ()))
-    _save(uow, tenant, row, result, now)
+    items: Sequence[dict[str, Any] | Exception],
+    *,
+    upsert_mode: Literal["replace", "update"] = "replace",
+    no_overwrite: bool = False,
+) -> BatchResult:
+    """`batch` through the app's group commit."""
+    actor.require(WRITE)
+    jobs = batch_jobs(actor, tenant, kind, items, upsert_mode=upsert_mode, no_overwrite=no_overwrite)
+    return batch_result(items, await write(ctx, jobs) if jobs else [])
+
+
+def batch_jobs(
+    actor: Actor,
+    tenant: str,
+    kind: str,
+    items: Sequence[dict[str, Any] | Exception],
+    *,
+    upsert_mode: str = "replace",
+    no_overwrite: bool = False,
+) -> list[Job]:
+    """One job per well-formed item of a batch operation."""
+    jobs = []
+    action = f"context.entity.batch_{kind}"
+    for item in items:
+        if isinstance(item, Exception):
+            continue
+        entity_id, attrs, types = item["id"], item.get("attrs", {}), item.get("type", ())
+        apply: Operation
+        if kind == "upsert" and upsert_mode == "replace":
+            apply = partial(_replace, item)
+        elif kind in ("upsert", "update"):
+            apply = partial(_append, attrs, types, no_overwrite)
+        else:
+            apply = partial(_merge, attrs, types)
+        op = kind if kind in ("create", "upsert", "delete") else "update"
+        jobs.append(Job(actor, tenant, entity_id, op, action, stored=item, apply=apply))  # type: ignore[arg-type]
+    return jobs
+
+
+def _replace(new: dict[str, Any], stored: dict[str, Any], now: datetime) -> ent.UpdateResult:
+    return ent.replace_entity(stored, new, now)
+
+
+def _append(
+    attrs: Any, types: Sequence[str], no_overwrite: bool, stored: dict[str, Any], now: datetime
+) -> ent.UpdateResult:
+    return ent.append_attrs(stored, attrs, now, no_overwrite=no_overwrite, types=types)
+
+
+def _merge(attrs: Any, types: Sequence[str], stored: dict[str, Any], now: datetime) -> ent.UpdateResult:
+    return ent.merge_entity(stored, attrs, now, types=types)
+
+
+def batch_result(items: Sequence[dict[str, Any] | Exception], outcomes: Sequence[Outcome]) -> BatchResult:
+    """Successes and errors of a batch, in item order."""
+    result = BatchResult()
+    done = iter(outcomes)
+    for item in items:
+        if isinstance(item, Exception):
+            result.errors.append(_batch_error(getattr(item, "entity_id", ""), item))
+            continue
+        outcome = next(done)
+        if isinstance(outcome, Exception):
+            result.errors.append(_batch_error(item["id"], outcome))
+        else:
+            result.success.append(item["id"])
+    return result
 
 
 def _batch_error(entity_id: str, exc: Exception) -> dict[str, Any]:
@@ -346,7 +284,58 @@ def _type_condition(types: Sequence[str]) -> ColumnElement[bool]:
     return or_(Entity.type.in_(types), Entity.pk.in_(extra))
 
 
+# With PostGIS, the migration adds the geometry of `location` (generated, GiST-indexed); no model maps it.
+_LOCATION_GEOMETRY: ColumnElement[Any] = literal_column("context_entity.location_geometry")
+_POSTGIS: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+_PREDICATES = {
+    "within": func.ST_Within,
+    "contains": func.ST_Contains,
+    "intersects": func.ST_Intersects,
+    "equals": func.ST_Equals,
+    "overlaps": func.ST_Overlaps,
+    "disjoint": func.ST_Disjoint,
+}
+
+
+def _geo_in_sql(session: Session, geo: GeoQuery) -> bool:
+    """Whether the database answers the geo-query exactly: PostGIS on `location` (checked once per engine)."""
+    if geo.geoproperty != ent.LOCATION or _dialect(session) != "postgresql":
+        return False
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    found = _POSTGIS.get(engine)
+    if found is None:
+        column_exists = text(
+            "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('context_entity') "
+            "AND attname = 'location_geometry' AND NOT attisdropped)"
+        )
+        found = _POSTGIS[engine] = bool(session.scalar(column_exists))
+    return found
+
+
+def _postgis_condition(geo: GeoQuery) -> ColumnElement[bool]:
+    """The geo-query on the PostGIS geometry of `location`, narrowed by its GiST index where it can be."""
+    shape = _LOCATION_GEOMETRY
+    reference = func.ST_GeomFromWKB(geo.reference_wkb(), 4326)
+    if geo.georel != "near":
+        matched: ColumnElement[bool] = _PREDICATES[geo.georel](shape, reference, type_=Boolean)
+        return matched if geo.georel == "disjoint" else and_(shape.op("&&")(reference), matched)
+    # Geodesic metres to the geometry densified as geo.py does, so edges run straight in lon/lat.
+    span = func.ST_Length(func.ST_BoundingDiagonal(shape))
+    dense = func.ST_Segmentize(shape, func.greatest(DENSIFY_DEGREES, span / DENSIFY_PARTS))
+    distance = geo.max_distance if geo.max_distance is not None else geo.min_distance
+    near: ColumnElement[bool] = func.ST_DWithin(
+        func.geography(dense), func.geography(reference), distance, type_=Boolean
+    )
+    box = geo.bbox()  # None for minDistance, whose matches may lie anywhere
+    if box is None:
+        return not_(near)
+    return and_(shape.op("&&")(func.ST_MakeEnvelope(*box, 4326)), near)
+
+
 def _geo_condition(session: Session, geo: GeoQuery) -> ColumnElement[bool] | None:
+    if _geo_in_sql(session, geo):
+        return _postgis_condition(geo)
     box = geo.bbox()
     if box is None or geo.geoproperty != ent.LOCATION:
         return None
@@ -380,6 +369,9 @@ def query_entities(ctx: AppContext, actor: Actor, tenant: str, query: EntityQuer
             stmt = stmt.where(_regexp(session, Entity.entity_id, query.id_pattern))
         post: list[Any] = []
         if query.q is not None:
+            narrowed = to_prefilter(query.q, Entity.__table__.c.pk, AttributeValue.__table__, _few(session))
+            if narrowed is not None:
+                stmt = stmt.where(narrowed)
             stmt = stmt.where(to_sql(query.q, Entity.__table__.c.data, _dialect(session)))
             if needs_post_filter(query.q):
                 node = query.q
@@ -389,7 +381,8 @@ def query_entities(ctx: AppContext, actor: Actor, tenant: str, query: EntityQuer
             if condition is not None:
                 stmt = stmt.where(condition)
             geo = query.geo
-            post.append(lambda stored: _geo_match(geo, stored))
+            if not _geo_in_sql(session, geo):
+                post.append(lambda stored: _geo_match(geo, stored))
         if query.attrs:
             wanted = query.attrs
             post.append(lambda stored: bool(wanted & set(stored.get("attrs", {}))))
@@ -403,6 +396,18 @@ def query_entities(ctx: AppContext, actor: Actor, tenant: str, query: EntityQuer
         selected = [dict(r) for r in session.scalars(stmt) if all(check(r) for check in post)]
         page = selected[query.offset : query.offset + query.limit] if query.limit else []
         return QueryResult(page, len(selected) if query.count else None)
+
+
+def _few(session: Session) -> Callable[[Select[Any]], bool] | None:
+    """On SQLite, whether a value index lookup selects few enough entities to drive a query."""
+    # PostgreSQL's planner knows from its statistics; SQLite's would drive from any lookup, which is slow
+    # when it matches most entities and only the first page is wanted.
+    if _dialect(session) != "sqlite":
+        return None
+    return lambda lookup: (
+        (session.scalar(select(func.count()).select_from(lookup.limit(DRIVING_LOOKUP_ROWS).subquery())) or 0)
+        < DRIVING_LOOKUP_ROWS
+    )
 
 
 def _geo_match(geo: GeoQuery, stored: Mapping[str, Any]) -> bool:
@@ -462,7 +467,8 @@ def purge_history(ctx: AppContext, actor: Actor, older_than: datetime) -> int:
             delete(AttributeHistory).where(AttributeHistory.modified_at < older_than)
         )
         count = int(getattr(deleted, "rowcount", 0) or 0)
-        uow.record("delete", "context_history:*", None, {"older_than": older_than.isoformat(), "rows": count})
+        if count:  # a purge that found nothing wrote nothing
+            uow.record("delete", "context_history:*", None, {"older_than": older_than.isoformat(), "rows": count})
         return count
 
 

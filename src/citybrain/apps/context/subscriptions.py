@@ -12,15 +12,45 @@ table, a receiver that is down, or a broker restart, loses no notification that 
 being delivered is leased (its next attempt moved a little ahead) so that a crash mid-delivery only
 delays it, and on PostgreSQL several workers can share the queue (``FOR UPDATE SKIP LOCKED``).
 Periodic subscriptions (``timeInterval``) are served by a scheduler that queues the current state.
+
+Matching costs no database query for an event no subscription can want: the engine keeps the active
+change-based subscriptions in memory, indexed by tenant and entity type, reloaded when a subscription
+changes (a ``SubscriptionChanged`` bus event, emitted by the services below) and, for changes made in
+other processes, when a cheap fingerprint of the table changes (checked every
+``subscription_index_refresh_seconds``).
+
+Where GS CIM 009 v1.8 leaves a choice, or names what this broker does not have:
+
+* ``q``, ``geoQ`` and ``scopeQ`` hold on the entity as this change left it (the stored entity with the
+  event's attribute instances applied); for ``entityDeleted`` on the entity as it was when deleted. An
+  ``EntityDeleted`` event without that state does not notify a subscription that has one of them.
+* ``notification.showChanges`` adds the previous value member (``previousValue``, ``previousObject``,
+  ``previousLanguageMap``, ``previousJson``, ``previousValueList``, ``previousObjectList``,
+  ``previousVocab``) to each changed or deleted attribute shown; refused with ``keyValues``.
+* ``scopeQ`` (clause 4.19): '+' stands for one level, a final '#' for the scope and any below it, ';'
+  joins (and), ',' alternates (or), parentheses group.
+* ``csf`` filters Context Source Registrations. This broker holds none and forwards nothing, so ``csf`` is
+  validated (q-language syntax), stored and returned, and does not filter local entities.
+* ``temporalQ`` is only used by Context Source Registration subscriptions; an entity subscription
+  carrying it is refused with BadRequestData.
+* Notification endpoints pass an allow-list policy (``ContextSettings.subscription_endpoint_*``) when a
+  subscription is created or its endpoint changes (BadRequestData) and again before each delivery (a
+  refused delivery counts as a failed attempt): a host resolving to a loopback, private, link-local,
+  multicast or other non-public address is refused unless the allow-list names it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
+import ipaddress
 import logging
 import re
+import socket
 import ssl
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,7 +61,6 @@ from uuid import uuid4
 import aiomqtt
 import httpx
 import orjson
-from pydantic_settings import SettingsConfigDict
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -43,13 +72,20 @@ from citybrain.apps.context.errors import (
     NgsiError,
     ResourceNotFound,
 )
-from citybrain.apps.context.events import AttributeChange, AttributesChanged, EntityCreated, EntityDeleted
+from citybrain.apps.context.events import (
+    AttributeChange,
+    AttributesChanged,
+    EntityCreated,
+    EntityDeleted,
+    SubscriptionChanged,
+)
 from citybrain.apps.context.geo import GeoQuery, GeoQueryError, parse_geoquery
 from citybrain.apps.context.models import Entity
 from citybrain.apps.context.models import Notification as NotificationRow
 from citybrain.apps.context.models import Subscription as SubscriptionRow
 from citybrain.apps.context.query import Node, QueryError, matches, parse_q
-from citybrain.sdk import SYSTEM, Actor, AppContext, AppSettings, Bus, utcnow
+from citybrain.apps.context.settings import ContextSettings
+from citybrain.sdk import SYSTEM, Actor, AppContext, Bus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -68,35 +104,19 @@ ENTITY_UPDATED = ("attributeCreated", "attributeUpdated", "attributeDeleted")
 FORMATS = ("normalized", "keyValues", "concise")
 JSON, JSONLD = "application/json", "application/ld+json"
 SCHEMES = ("http", "https", "mqtt", "mqtts")
+DEFAULT_PORTS = {"http": 80, "https": 443, "mqtt": 1883, "mqtts": 8883}
 MQTT_VERSIONS = {"mqtt3.1.1": aiomqtt.ProtocolVersion.V311, "mqtt5.0": aiomqtt.ProtocolVersion.V5}
 CONTEXT_LINK = '<{}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 # Removing an optional member in an update: JSON null or the NGSI-LD Null.
 NULLS = (None, ent.NGSI_LD_NULL)
 # At most this many entities go into one periodic notification.
 PERIODIC_LIMIT = 1000
+# The in-memory subscription index is rebuilt at least this often (seconds), whatever the fingerprint says.
+INDEX_MAX_AGE = 60.0
+MAX_SCOPE_QUERY_LENGTH, MAX_SCOPE_QUERY_DEPTH = 1024, 16
 Form = Literal["normalized", "concise", "keyValues"]
-
-
-class SubscriptionSettings(AppSettings):
-    """Delivery tuning, read from CITYBRAIN_CONTEXT_SUBSCRIPTION_* (tests shrink the delays)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="CITYBRAIN_CONTEXT_SUBSCRIPTION_", env_file=".env", extra="ignore"
-    )
-
-    # Attempt n (1-based) that fails is retried after min(retry_base * 2**(n-1), retry_max) seconds.
-    retry_base_seconds: float = 1.0
-    retry_max_seconds: float = 300.0
-    max_attempts: int = 10
-    # The deliverer and scheduler look at the tables at least this often (new work also wakes them).
-    poll_seconds: float = 1.0
-    timeout_seconds: float = 5.0
-    # A row being delivered is hidden this long; after a crash it becomes due again.
-    lease_seconds: float = 60.0
-    # Delivered and abandoned notifications are kept this long (they also de-duplicate redelivered events).
-    retention_hours: float = 24.0
-    batch_size: int = 100
-    max_parallel: int = 32
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+EntityEvent = EntityCreated | AttributesChanged | EntityDeleted
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -232,9 +252,9 @@ def _notification_member(key: str, value: Any, context: jsonld.Context) -> Any:
         return value
     if key == "endpoint":
         return _endpoint(value)
-    if key == "sysAttrs":
+    if key in ("sysAttrs", "showChanges"):
         if not isinstance(value, bool):
-            raise BadRequestData("notification.sysAttrs must be true or false")
+            raise BadRequestData(f"notification.{key} must be true or false")
         return value
     raise BadRequestData(f"notification has an unknown or unsupported member {key}")
 
@@ -259,6 +279,8 @@ def _notification(raw: Any, context: jsonld.Context, current: Mapping[str, Any] 
     if "endpoint" not in params:
         raise BadRequestData("notification.endpoint is missing")
     params.setdefault("format", "normalized")
+    if params.get("showChanges") and params["format"] == "keyValues":
+        raise BadRequestData("notification.showChanges cannot be true when notification.format is keyValues")
     return params
 
 
@@ -295,6 +317,117 @@ def _compile_geo(stored: Mapping[str, Any]) -> GeoQuery:
         raise BadRequestData(f"invalid geoQ: {exc}") from None
 
 
+# --- scope queries (clause 4.19) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScopePattern:
+    """One scope pattern: '+' stands for one level, a final '#' for the scope itself and any level below."""
+
+    segments: tuple[str, ...]
+
+    def matches(self, scopes: Sequence[str]) -> bool:
+        """Whether one of an entity's scopes fits the pattern."""
+        return any(self._fits(scope.strip("/").split("/")) for scope in scopes)
+
+    def _fits(self, levels: list[str]) -> bool:
+        pattern = self.segments
+        if pattern[-1] == "#":
+            pattern = pattern[:-1]
+            if len(levels) < len(pattern):
+                return False
+            levels = levels[: len(pattern)]
+        elif len(levels) != len(pattern):
+            return False
+        return all(want in ("+", level) for want, level in zip(pattern, levels, strict=True))
+
+
+@dataclass(frozen=True)
+class ScopeAll:
+    """Scope queries joined by ';': all of them hold."""
+
+    parts: tuple[ScopeNode, ...]
+
+    def matches(self, scopes: Sequence[str]) -> bool:
+        """Whether every part holds."""
+        return all(part.matches(scopes) for part in self.parts)
+
+
+@dataclass(frozen=True)
+class ScopeAny:
+    """Scope queries joined by ',': one of them holds."""
+
+    parts: tuple[ScopeNode, ...]
+
+    def matches(self, scopes: Sequence[str]) -> bool:
+        """Whether some part holds."""
+        return any(part.matches(scopes) for part in self.parts)
+
+
+ScopeNode = ScopePattern | ScopeAll | ScopeAny
+_SCOPE_LEVEL = r"(?:[^/\s#+;,()]+|\+|#)"
+_SCOPE_PATTERN = re.compile(rf"/{_SCOPE_LEVEL}(?:/{_SCOPE_LEVEL})*")
+
+
+class _ScopeParser:
+    """Recursive descent over ``alternatives := all (',' all)*``, ``all := item (';' item)*``."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.position, self.depth = text, 0, 0
+
+    def error(self, message: str) -> BadRequestData:
+        return BadRequestData(f"invalid scopeQ: {message} at position {self.position}")
+
+    def parse(self) -> ScopeNode:
+        node = self.alternatives()
+        if self.position != len(self.text):
+            raise self.error(f"unexpected {self.text[self.position]!r}")
+        return node
+
+    def _joined(self, separator: str, item: Callable[[], ScopeNode]) -> list[ScopeNode]:
+        parts = [item()]
+        while self.text.startswith(separator, self.position):
+            self.position += 1
+            parts.append(item())
+        return parts
+
+    def alternatives(self) -> ScopeNode:
+        parts = self._joined(",", self.conjunction)
+        return parts[0] if len(parts) == 1 else ScopeAny(tuple(parts))
+
+    def conjunction(self) -> ScopeNode:
+        parts = self._joined(";", self.item)
+        return parts[0] if len(parts) == 1 else ScopeAll(tuple(parts))
+
+    def item(self) -> ScopeNode:
+        if self.text.startswith("(", self.position):
+            self.depth += 1
+            if self.depth > MAX_SCOPE_QUERY_DEPTH:
+                raise self.error("parentheses nested too deeply")
+            self.position += 1
+            node = self.alternatives()
+            if not self.text.startswith(")", self.position):
+                raise self.error("missing ')'")
+            self.position += 1
+            self.depth -= 1
+            return node
+        found = _SCOPE_PATTERN.match(self.text, self.position)
+        if found is None:
+            raise self.error("expected a scope such as /Madrid/Gardens, /Madrid/+/Park or /Madrid/#")
+        segments = tuple(found.group(0)[1:].split("/"))
+        if "#" in segments[:-1]:
+            raise self.error("'#' may only be the last level of a scope")
+        self.position = found.end()
+        return ScopePattern(segments)
+
+
+def parse_scope_query(text: str) -> ScopeNode:
+    """Parse a scopeQ (clause 4.19); BadRequestData when it is malformed."""
+    if len(text) > MAX_SCOPE_QUERY_LENGTH:
+        raise BadRequestData(f"invalid scopeQ: longer than {MAX_SCOPE_QUERY_LENGTH} characters")
+    return _ScopeParser(text).parse()
+
+
 def _member(
     key: str,
     value: Any,
@@ -320,13 +453,22 @@ def _member(
         return _number(value, key, positive=True)
     if key == "throttling":
         return _number(value, key, positive=False)
-    if key == "q":
+    if key in ("q", "csf"):
         text = _string(value, key)
         try:
             parse_q(text, context.expand)
         except QueryError as exc:
-            raise BadRequestData(f"invalid q: {exc}") from None
+            raise BadRequestData(f"invalid {key}: {exc}") from None
         return text
+    if key == "scopeQ":
+        text = _string(value, key)
+        parse_scope_query(text)
+        return text
+    if key == "temporalQ":
+        raise BadRequestData(
+            "temporalQ is only used by context source registration subscriptions, "
+            "which this broker does not offer"
+        )
     if key == "geoQ":
         return _geo_q(value, context)
     if key == "isActive":
@@ -464,7 +606,7 @@ def render_subscription(
     if "watchedAttributes" in doc:
         out["watchedAttributes"] = [compact(n) for n in doc["watchedAttributes"]]
     out["notificationTrigger"] = doc.get("notificationTrigger", list(DEFAULT_TRIGGERS))
-    for key in ("timeInterval", "q", "throttling", "lang", "jsonldContext"):
+    for key in ("timeInterval", "q", "scopeQ", "csf", "throttling", "lang", "jsonldContext"):
         if key in doc:
             out[key] = doc[key]
     if "geoQ" in doc:
@@ -496,6 +638,93 @@ def render_subscription(
     return out
 
 
+# --- endpoint policy (no notifications to the broker's own network unless allowed) ------------------
+
+
+def _non_public(address: Address) -> str | None:
+    """Why an address is not a public one, or None when it is."""
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_multicast:
+        return "multicast"
+    if address.is_private:
+        return "private"
+    return None if address.is_global else "reserved"
+
+
+def _target(uri: str) -> tuple[str, int]:
+    """The host and port a notification endpoint URI points at."""
+    parts = urlsplit(uri)
+    return parts.hostname or "", parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), 80)
+
+
+def _literal(host: str) -> list[str] | None:
+    """The host as an address when it is an IP literal."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        return None
+
+
+def _addresses(infos: Iterable[tuple[Any, ...]]) -> list[str]:
+    """The addresses in getaddrinfo results (an IPv6 zone index dropped)."""
+    return sorted({str(info[4][0]).split("%")[0] for info in infos})
+
+
+def name_allowed(settings: ContextSettings, host: str) -> bool:
+    """Whether the allow-list names the host (exactly or by a wildcard pattern)."""
+    name = host.lower().rstrip(".")
+    return any(fnmatch.fnmatchcase(name, entry) for entry in settings.subscription_endpoint_allowlist)
+
+
+def address_problem(settings: ContextSettings, host: str, addresses: Sequence[str]) -> str | None:
+    """Why the policy refuses a host resolving to these addresses (None: permitted)."""
+    if not addresses:
+        return f"its host {host} does not resolve to an address"
+    networks = []
+    for entry in settings.subscription_endpoint_allowlist:
+        with contextlib.suppress(ValueError):
+            networks.append(ipaddress.ip_network(entry, strict=False))
+    for text in addresses:
+        address = ipaddress.ip_address(text)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address in network for network in networks):
+            continue
+        if not settings.subscription_endpoint_allow_public:
+            return f"its host {host} is not on the broker's endpoint allow-list"
+        reason = _non_public(address)
+        if reason is not None:
+            return (
+                f"its host {host} resolves to a {reason} address ({address}), "
+                "which the broker's endpoint allow-list does not permit"
+            )
+    return None
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """The addresses a host resolves to (an empty list when it does not resolve)."""
+    literal = _literal(host)
+    if literal is not None:
+        return literal
+    try:
+        return _addresses(socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP))
+    except (OSError, UnicodeError):
+        return []
+
+
+def check_endpoint(settings: ContextSettings, uri: str) -> None:
+    """Refuse (BadRequestData) a notification endpoint the allow-list policy does not permit."""
+    host, port = _target(uri)
+    if name_allowed(settings, host):
+        return
+    problem = address_problem(settings, host, resolve_host(host, port))
+    if problem is not None:
+        raise BadRequestData(f"notification.endpoint.uri is not permitted: {problem}")
+
+
 # --- services -----------------------------------------------------------------------------------
 
 
@@ -525,9 +754,18 @@ def _load(
     return row
 
 
+def _settings(ctx: AppContext) -> ContextSettings:
+    return ctx.app_setting("context", ContextSettings)
+
+
+def _endpoint_uri(doc: Mapping[str, Any]) -> str:
+    return str(doc["notification"]["endpoint"]["uri"])
+
+
 def create_subscription(ctx: AppContext, actor: Actor, tenant: str, doc: dict[str, Any]) -> str:
-    """Store a validated subscription; AlreadyExists when its id is taken."""
+    """Store a validated subscription; AlreadyExists when its id is taken, BadRequestData for a refused endpoint."""
     actor.require(WRITE)
+    check_endpoint(_settings(ctx), _endpoint_uri(doc))
     now = utcnow()
     with ctx.uow(actor, "context.subscription.create") as uow:
         taken = uow.session.scalar(
@@ -543,6 +781,7 @@ def create_subscription(ctx: AppContext, actor: Actor, tenant: str, doc: dict[st
             )
         )
         uow.record("create", f"context_subscription:{tenant}/{doc['id']}", None, doc)
+        uow.emit(SubscriptionChanged(tenant=tenant, subscription_id=doc["id"]))
     return str(doc["id"])
 
 
@@ -582,17 +821,26 @@ def update_subscription(
     apply: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> None:
     """Replace a subscription's document with `apply(current)` (which validates), atomically."""
+    # A new endpoint is checked against the policy before the transaction (name resolution holds no lock).
     actor.require(WRITE)
+    with ctx.read() as session:
+        current = dict(_load(session, tenant, subscription_id).data)
+    first = apply(current)
+    if _endpoint_uri(first) != _endpoint_uri(current):
+        check_endpoint(_settings(ctx), _endpoint_uri(first))
     with ctx.uow(actor, "context.subscription.update") as uow:
         row = _load(uow.session, tenant, subscription_id, for_update=True)
         before = dict(row.data)
         doc = apply(before)
+        if _endpoint_uri(doc) not in (_endpoint_uri(before), _endpoint_uri(first)):
+            check_endpoint(_settings(ctx), _endpoint_uri(doc))  # changed by another request meanwhile
         for key, value in _columns(doc).items():
             setattr(row, key, value)
         row.modified_at = utcnow()
         if doc.get("timeInterval") != before.get("timeInterval"):
             row.next_periodic_at = None
         uow.record("update", f"context_subscription:{tenant}/{subscription_id}", before, doc)
+        uow.emit(SubscriptionChanged(tenant=tenant, subscription_id=subscription_id))
 
 
 def delete_subscription(ctx: AppContext, actor: Actor, tenant: str, subscription_id: str) -> None:
@@ -603,6 +851,7 @@ def delete_subscription(ctx: AppContext, actor: Actor, tenant: str, subscription
         uow.session.execute(delete(NotificationRow).where(NotificationRow.subscription_pk == row.pk))
         uow.session.delete(row)
         uow.record("delete", f"context_subscription:{tenant}/{subscription_id}", row.data, None)
+        uow.emit(SubscriptionChanged(tenant=tenant, subscription_id=subscription_id))
 
 
 # --- matching -----------------------------------------------------------------------------------
@@ -624,20 +873,23 @@ class _Selector:
 
 @dataclass(frozen=True)
 class Compiled:
-    """A subscription ready for matching and rendering: parsed q, geoQ, selectors and @context."""
+    """A subscription ready for matching and rendering: parsed q, geoQ, scopeQ, selectors and @context."""
 
     pk: int
     tenant: str
     subscription_id: str
+    modified_at: datetime
     context: jsonld.Context
     selectors: tuple[_Selector, ...]
     watched: frozenset[str] | None
     triggers: frozenset[str]
     q: Node | None
     geo: GeoQuery | None
+    scope: ScopeNode | None
     attributes: frozenset[str] | None
     form: Form
     sys_attrs: bool
+    show_changes: bool
     lang: str | None
 
     @property
@@ -647,14 +899,38 @@ class Compiled:
             frozenset(ENTITY_UPDATED) if "entityUpdated" in self.triggers else frozenset()
         )
 
+    @property
+    def types(self) -> frozenset[str] | None:
+        """The entity types the selectors accept (None: no selector, any type)."""
+        if not self.selectors:
+            return None
+        return frozenset().union(*(s.types for s in self.selectors))
+
+    @property
+    def filters_state(self) -> bool:
+        """Whether q, geoQ or scopeQ must hold on the entity."""
+        return self.q is not None or self.geo is not None or self.scope is not None
+
+    def wants(self, event: EntityEvent) -> bool:
+        """A cheap first look: whether this kind of event (and its attributes) can trigger the subscription."""
+        if isinstance(event, EntityCreated):
+            return "entityCreated" in self.triggers
+        if isinstance(event, EntityDeleted):
+            return "entityDeleted" in self.triggers
+        if self.effective_triggers.isdisjoint(ENTITY_UPDATED):
+            return False
+        return self.watched is None or any(change.attr in self.watched for change in event.changes)
+
     def selects(self, entity_id: str, types: Iterable[str]) -> bool:
         """Whether the entity selector (if any) picks this entity."""
         types = list(types)
         return not self.selectors or any(s.matches(entity_id, types) for s in self.selectors)
 
     def state_matches(self, stored: Mapping[str, Any]) -> bool:
-        """Whether q and geoQ hold on the entity's state."""
+        """Whether q, geoQ and scopeQ hold on the entity's state."""
         if self.q is not None and not matches(self.q, stored):
+            return False
+        if self.scope is not None and not self.scope.matches(stored.get("scope") or ()):
             return False
         if self.geo is not None:
             geometry = ent.geometry_of(stored, self.geo.geoproperty)
@@ -684,6 +960,7 @@ def compile_subscription(row: SubscriptionRow, resolver: jsonld.Resolver | None)
         pk=row.pk,
         tenant=row.tenant,
         subscription_id=row.subscription_id,
+        modified_at=row.modified_at,
         context=context,
         selectors=tuple(
             _Selector(
@@ -697,9 +974,11 @@ def compile_subscription(row: SubscriptionRow, resolver: jsonld.Resolver | None)
         triggers=frozenset(doc.get("notificationTrigger", DEFAULT_TRIGGERS)),
         q=parse_q(doc["q"], expand_context.expand) if "q" in doc else None,
         geo=_compile_geo(doc["geoQ"]) if "geoQ" in doc else None,
+        scope=parse_scope_query(doc["scopeQ"]) if "scopeQ" in doc else None,
         attributes=frozenset(params["attributes"]) if "attributes" in params else None,
         form=params.get("format", "normalized"),
         sys_attrs=bool(params.get("sysAttrs", False)),
+        show_changes=bool(params.get("showChanges", False)),
         lang=doc.get("lang"),
     )
 
@@ -724,6 +1003,63 @@ def _deleted_attr(instance: Mapping[str, Any], form: Form) -> Any:
     return {"type": kind, member: value}
 
 
+def _overlay(stored: Mapping[str, Any], changes: Iterable[AttributeChange]) -> dict[str, Any]:
+    """The entity as these changes left it: the stored state with the event's attribute instances applied."""
+    attrs = dict(stored.get("attrs", {}))
+    for change in changes:
+        kept = [i for i in attrs.get(change.attr, []) if i.get("datasetId") != change.dataset_id]
+        if change.new is not None:
+            kept.append(change.new)
+        if kept:
+            attrs[change.attr] = sorted(
+                kept, key=lambda i: (i.get("datasetId") is not None, i.get("datasetId") or "")
+            )
+        else:
+            attrs.pop(change.attr, None)
+    return {**stored, "attrs": attrs}
+
+
+def _previous(compiled: Compiled, old: Mapping[str, Any]) -> tuple[str, Any]:
+    """The previous value member of a changed instance (clause 5.2.14 showChanges): its name and value."""
+    kind = old.get("type", "Property")
+    member = ent.VALUE_MEMBER.get(kind, "value")
+    value = old.get(member)
+    if kind == "LanguageProperty" and compiled.lang is not None:
+        return "previousValue", ent.select_language(value or {}, ent.parse_lang(compiled.lang))[1]
+    if kind == "ListRelationship" and compiled.form == "normalized" and isinstance(value, list):
+        value = [{"object": uri} for uri in value]
+    elif kind == "VocabProperty" and value is not None:
+        value = (
+            compiled.context.compact(value)
+            if isinstance(value, str)
+            else [compiled.context.compact(v) for v in value]
+        )
+    return "previous" + member[0].upper() + member[1:], value
+
+
+def _show_change(body: dict[str, Any], compiled: Compiled, change: AttributeChange) -> None:
+    """Add the previous value of a changed or deleted instance to the rendered attribute."""
+    if change.old is None:
+        return
+    name = compiled.context.compact(change.attr)
+    rendered = body.get(name)
+    if rendered is None:
+        return
+    key, previous = _previous(compiled, change.old)
+    if isinstance(rendered, list):  # several datasetIds: each instance is an object
+        for instance in rendered:
+            if isinstance(instance, dict) and instance.get("datasetId") == change.dataset_id:
+                instance[key] = previous
+        return
+    if not isinstance(rendered, dict):  # a concise bare value gains its value member back
+        if change.dataset_id is not None:
+            return
+        rendered = body[name] = {"value": rendered}
+    elif rendered.get("datasetId") != change.dataset_id:
+        return
+    rendered[key] = previous
+
+
 @dataclass
 class Match:
     """A notification to queue: for which subscription, why, and the entities it carries."""
@@ -733,16 +1069,15 @@ class Match:
     data: list[dict[str, Any]]
 
 
-def match_event(
-    compiled: Compiled,
-    event: EntityCreated | AttributesChanged | EntityDeleted,
-    stored: Mapping[str, Any] | None,
-) -> Match | None:
-    """Whether an event triggers a subscription (stored: the entity's current state), and the notification."""
+def match_event(compiled: Compiled, event: EntityEvent, stored: Mapping[str, Any] | None) -> Match | None:
+    """Whether an event triggers a subscription, and the notification."""
+    # `stored` is the entity's current state, or for EntityDeleted its state when it was deleted (if known).
     if not compiled.selects(event.entity_id, event.types):
         return None
     if isinstance(event, EntityDeleted):
         if "entityDeleted" not in compiled.triggers:
+            return None
+        if compiled.filters_state and (stored is None or not compiled.state_matches(stored)):
             return None
         types = [compiled.context.compact_type(t) for t in event.types]
         gone = {
@@ -751,12 +1086,15 @@ def match_event(
             "deletedAt": ent.format_datetime(event.occurred_at),
         }
         return Match(compiled, "entityDeleted", [gone])
-    if stored is None or not compiled.state_matches(stored):
+    if stored is None:
         return None
     if isinstance(event, EntityCreated):
-        if "entityCreated" not in compiled.triggers:
+        if "entityCreated" not in compiled.triggers or not compiled.state_matches(stored):
             return None
         return Match(compiled, "entityCreated", [compiled.render(stored)])
+    state = _overlay(stored, event.changes)
+    if not compiled.state_matches(state):
+        return None
     changes = [c for c in event.changes if compiled.watched is None or c.attr in compiled.watched]
     reasons = [_reason(c) for c in changes]
     hits = [r for r in reasons if r in compiled.effective_triggers]
@@ -770,14 +1108,17 @@ def match_event(
     if created_with_entity and "entityCreated" in compiled.triggers:
         return None
     reason = hits[0] if hits[0] in compiled.triggers else "entityUpdated"
-    body = compiled.render(stored)
+    body = compiled.render(state)
+    shown = [c for c in changes if compiled.attributes is None or c.attr in compiled.attributes]
     if "attributeDeleted" in hits:
-        for change in changes:
-            wanted = compiled.attributes is None or change.attr in compiled.attributes
-            if change.new is None and change.old is not None and wanted:
+        for change in shown:
+            if change.new is None and change.old is not None:
                 body.setdefault(
                     compiled.context.compact(change.attr), _deleted_attr(change.old, compiled.form)
                 )
+    if compiled.show_changes:
+        for change in shown:
+            _show_change(body, compiled, change)
     return Match(compiled, reason, [body])
 
 
@@ -832,6 +1173,56 @@ def _active(now: datetime) -> Any:
     return (SubscriptionRow.status == "active") & or_(
         SubscriptionRow.expires_at.is_(None), SubscriptionRow.expires_at > now
     )
+
+
+def _live(row: SubscriptionRow, now: datetime) -> bool:
+    """Whether a change-based subscription may notify now (active, not expired, not periodic)."""
+    return (
+        row.status == "active"
+        and row.time_interval is None
+        and (row.expires_at is None or row.expires_at > now)
+    )
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """An active change-based subscription as the in-memory index holds it."""
+
+    compiled: Compiled
+    expires_at: datetime | None
+    throttling: float | None
+
+
+class SubscriptionIndex:
+    """Active change-based subscriptions by tenant, then by entity type (or for any type)."""
+
+    def __init__(self, entries: Iterable[Indexed]) -> None:
+        """Index the entries by the types their entity selectors accept."""
+        self._typed: dict[str, dict[str, list[Indexed]]] = {}
+        self._untyped: dict[str, list[Indexed]] = {}
+        self.size = 0
+        for entry in entries:
+            self.size += 1
+            types = entry.compiled.types
+            if types is None:
+                self._untyped.setdefault(entry.compiled.tenant, []).append(entry)
+                continue
+            by_type = self._typed.setdefault(entry.compiled.tenant, {})
+            for entity_type in types:
+                by_type.setdefault(entity_type, []).append(entry)
+
+    def candidates(self, tenant: str, types: Iterable[str]) -> list[Indexed]:
+        """The subscriptions that may want an event of an entity of these types (no duplicates)."""
+        untyped = self._untyped.get(tenant)
+        by_type = self._typed.get(tenant)
+        if by_type is None:
+            return list(untyped) if untyped else []
+        found = [entry for entity_type in types for entry in by_type.get(entity_type, ())]
+        if untyped:
+            found.extend(untyped)
+        if len(found) > 1:
+            found = list({entry.compiled.pk: entry for entry in found}.values())
+        return found
 
 
 # --- delivery -----------------------------------------------------------------------------------
@@ -893,28 +1284,40 @@ class SubscriptionEngine:
     """Matches entity events against subscriptions, queues notifications and delivers them."""
 
     ctx: AppContext
-    settings: SubscriptionSettings = field(default_factory=SubscriptionSettings)
+    settings: ContextSettings = field(default_factory=ContextSettings)
     _cache: dict[tuple[int, datetime], Compiled] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _inflight: set[int] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
     _client: httpx.AsyncClient | None = None
+    # The in-memory index, the table fingerprint it was built from, and when (monotonic seconds).
+    _index: SubscriptionIndex | None = None
+    _fingerprint: tuple[Any, ...] | None = None
+    _indexed_at: float = 0.0
+    _reload: threading.Lock = field(default_factory=threading.Lock)
+    _index_changing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # When this process last queued a notification per subscription (a first look at throttling).
+    _queued_at: dict[int, datetime] = field(default_factory=dict)
 
     # --- lifecycle
 
     def register(self, bus: Bus) -> None:
-        """Consume the context broker's entity events (one durable per event type)."""
+        """Consume the context broker's entity events (one durable per event type) and subscription changes."""
         bus.subscribe(EntityCreated, self.on_event, durable="context.subscriptions.created")
         bus.subscribe(AttributesChanged, self.on_event, durable="context.subscriptions.changed")
         bus.subscribe(EntityDeleted, self.on_event, durable="context.subscriptions.deleted")
+        bus.subscribe(
+            SubscriptionChanged, self.on_subscription_changed, durable="context.subscriptions.index"
+        )
 
     async def start(self) -> None:
-        """Start the deliverer and the periodic scheduler on the running loop."""
-        self._client = httpx.AsyncClient(timeout=self.settings.timeout_seconds, trust_env=False)
+        """Start the deliverer, the periodic scheduler and the index refresher on the running loop."""
+        self._client = httpx.AsyncClient(timeout=self.settings.subscription_timeout_seconds, trust_env=False)
         self._loops = [
             asyncio.create_task(self._deliver_loop(), name="context-subscriptions-deliverer"),
             asyncio.create_task(self._schedule_loop(), name="context-subscriptions-scheduler"),
+            asyncio.create_task(self._index_loop(), name="context-subscriptions-index"),
         ]
 
     async def stop(self) -> None:
@@ -943,57 +1346,132 @@ class SubscriptionEngine:
             found = self._cache[key] = compile_subscription(row, self._resolver())
         return found
 
+    # --- the in-memory index
+
+    def _table_fingerprint(self, session: Session) -> tuple[Any, ...]:
+        """Changes whenever a subscription is created, updated or deleted (count and latest change)."""
+        found = session.execute(select(func.count(SubscriptionRow.pk), func.max(SubscriptionRow.modified_at)))
+        return tuple(found.one())
+
+    def reload_index(self) -> SubscriptionIndex:
+        """Rebuild the index of active change-based subscriptions from the database."""
+        with self._reload:
+            with self.ctx.read() as session:
+                fingerprint = self._table_fingerprint(session)
+                rows = list(
+                    session.scalars(
+                        select(SubscriptionRow).where(
+                            SubscriptionRow.status == "active", SubscriptionRow.time_interval.is_(None)
+                        )
+                    )
+                )
+            entries: list[Indexed] = []
+            for row in rows:
+                try:
+                    entries.append(Indexed(self.compiled(row), row.expires_at, row.throttling))
+                except NgsiError as exc:  # e.g. its @context is no longer available
+                    log.warning("subscription %s cannot be evaluated: %s", row.subscription_id, exc)
+            index = SubscriptionIndex(entries)
+            live = {entry.compiled.pk for entry in entries}
+            self._queued_at = {pk: at for pk, at in self._queued_at.items() if pk in live}
+            self._index, self._fingerprint, self._indexed_at = index, fingerprint, time.monotonic()
+            return index
+
+    def refresh_index(self) -> None:
+        """Rebuild the index if the subscription table changed (another process) or the index is old."""
+        if self._index is not None and time.monotonic() - self._indexed_at < INDEX_MAX_AGE:
+            with self.ctx.read() as session:
+                if self._table_fingerprint(session) == self._fingerprint:
+                    return
+        self.reload_index()
+
+    def index(self) -> SubscriptionIndex:
+        """The current index (built on first use)."""
+        return self._index if self._index is not None else self.reload_index()
+
+    async def _index_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.refresh_index)
+            except Exception:
+                log.exception("refreshing the subscription index failed; retrying")
+            await asyncio.sleep(self.settings.subscription_index_refresh_seconds)
+
+    async def on_subscription_changed(self, event: SubscriptionChanged) -> None:
+        """Rebuild the index now; entity events wait for it meanwhile."""
+        async with self._index_changing:
+            await asyncio.to_thread(self.reload_index)
+
     # --- matching
 
-    async def on_event(self, event: EntityCreated | AttributesChanged | EntityDeleted) -> None:
+    async def on_event(self, event: EntityEvent) -> None:
         """Queue the notifications an entity event triggers (idempotent per event)."""
+        if self._index_changing.locked():  # a subscription just changed: match against the new index
+            async with self._index_changing:
+                pass
+        index, now = self._index, utcnow()
+        if index is not None and not any(
+            self._may_notify(entry, event, now) for entry in index.candidates(event.tenant, event.types)
+        ):
+            return  # the common case at high rates: no query, no thread
         if await asyncio.to_thread(self.match, event):
             self._wake.set()
 
-    def match(self, event: EntityCreated | AttributesChanged | EntityDeleted) -> int:
+    def _may_notify(self, entry: Indexed, event: EntityEvent, now: datetime) -> bool:
+        """A first look without the database: live, not throttled here, interested in this kind of event."""
+        if entry.expires_at is not None and entry.expires_at <= now:
+            return False
+        last = self._queued_at.get(entry.compiled.pk)
+        if entry.throttling and last is not None and last + timedelta(seconds=entry.throttling) > now:
+            return False
+        return entry.compiled.wants(event) and entry.compiled.selects(event.entity_id, event.types)
+
+    def match(self, event: EntityEvent) -> int:
         """Find the subscriptions an event triggers and queue their notifications; return how many."""
         now = utcnow()
-        with self.ctx.read() as session:
-            rows = list(
-                session.scalars(
-                    select(SubscriptionRow).where(
-                        SubscriptionRow.tenant == event.tenant,
-                        SubscriptionRow.time_interval.is_(None),
-                        _active(now),
-                    )
-                )
-            )
-            if not rows:
-                return 0
-            stored = None
-            if not isinstance(event, EntityDeleted):
+        entries = [
+            entry
+            for entry in self.index().candidates(event.tenant, event.types)
+            if self._may_notify(entry, event, now)
+        ]
+        if not entries:
+            return 0
+        stored: Mapping[str, Any] | None = event.entity if isinstance(event, EntityDeleted) else None
+        if not isinstance(event, EntityDeleted):
+            with self.ctx.read() as session:
                 stored = session.scalar(
                     select(Entity.data).where(
                         Entity.tenant == event.tenant, Entity.entity_id == event.entity_id
                     )
                 )
-        found: list[Match] = []
-        for row in rows:
-            if _throttled(row, now):
-                continue
-            try:
-                hit = match_event(self.compiled(row), event, stored)
-            except NgsiError as exc:  # e.g. its @context is no longer available
-                log.warning("subscription %s cannot be evaluated: %s", row.subscription_id, exc)
-                continue
-            if hit is not None:
-                found.append(hit)
+        found = [m for entry in entries if (m := self._match(entry.compiled, event, stored)) is not None]
         if not found:
             return 0
         queued = 0
         with self.ctx.uow(SYSTEM, "context.subscription.notify") as uow:
-            for hit in found:
-                locked = uow.session.get(SubscriptionRow, hit.compiled.pk, with_for_update=True)
-                if locked is None or locked.status != "active" or _throttled(locked, now):
+            for first in found:
+                locked = uow.session.get(SubscriptionRow, first.compiled.pk, with_for_update=True)
+                if locked is None or not _live(locked, now) or _throttled(locked, now):
+                    continue
+                hit: Match | None = first
+                if locked.modified_at != first.compiled.modified_at:  # changed since it was indexed
+                    hit = self._match(self.compiled(locked), event, stored)
+                if hit is None:
                     continue
                 body = notification_body(locked.subscription_id, hit.reason, hit.data)
-                queued += _enqueue(uow.session, locked, str(event.event_id), body, now)
+                if _enqueue(uow.session, locked, str(event.event_id), body, now):
+                    self._queued_at[locked.pk] = now
+                    queued += 1
         return queued
+
+    def _match(
+        self, compiled: Compiled, event: EntityEvent, stored: Mapping[str, Any] | None
+    ) -> Match | None:
+        try:
+            return match_event(compiled, event, stored)
+        except NgsiError as exc:  # e.g. its @context is no longer available
+            log.warning("subscription %s cannot be evaluated: %s", compiled.subscription_id, exc)
+            return None
 
     # --- periodic notifications
 
@@ -1009,7 +1487,7 @@ class SubscriptionEngine:
                     await asyncio.to_thread(self.housekeeping)
             except Exception:
                 log.exception("periodic subscription scheduler failed; retrying")
-            await asyncio.sleep(self.settings.poll_seconds)
+            await asyncio.sleep(self.settings.subscription_poll_seconds)
 
     def run_periodic(self) -> int:
         """Queue the current state for every periodic subscription that is due; return how many."""
@@ -1064,7 +1542,8 @@ class SubscriptionEngine:
             except NgsiError:  # a tenant without entities
                 return []
             for stored in result.entities:
-                found.setdefault(stored["id"], stored)
+                if compiled.scope is None or compiled.scope.matches(stored.get("scope") or ()):
+                    found.setdefault(stored["id"], stored)
         return [found[key] for key in sorted(found)][:PERIODIC_LIMIT]
 
     def housekeeping(self) -> None:
@@ -1077,7 +1556,7 @@ class SubscriptionEngine:
                 .where(NotificationRow.state == "pending", NotificationRow.subscription_pk.in_(expired))
                 .values(state="failed", last_error="the subscription expired")
             )
-            horizon = now - timedelta(hours=self.settings.retention_hours)
+            horizon = now - timedelta(hours=self.settings.subscription_retention_hours)
             uow.session.execute(
                 delete(NotificationRow).where(
                     NotificationRow.state != "pending", NotificationRow.created_at < horizon
@@ -1088,9 +1567,9 @@ class SubscriptionEngine:
 
     async def _deliver_loop(self) -> None:
         while True:
-            delay = self.settings.poll_seconds
+            delay = self.settings.subscription_poll_seconds
             try:
-                free = self.settings.max_parallel - len(self._inflight)
+                free = self.settings.subscription_max_parallel - len(self._inflight)
                 if free > 0:
                     claimed = await asyncio.to_thread(self.claim, set(self._inflight), free)
                     for subscription_pk, deliveries in claimed.items():
@@ -1139,7 +1618,7 @@ class SubscriptionEngine:
                 select(NotificationRow)
                 .where(*due_filter)
                 .order_by(NotificationRow.next_attempt_at, NotificationRow.pk)
-                .limit(self.settings.batch_size)
+                .limit(self.settings.subscription_batch_size)
                 .with_for_update(skip_locked=True)
             )
             rows = list(uow.session.scalars(stmt))
@@ -1149,7 +1628,7 @@ class SubscriptionEngine:
                     select(SubscriptionRow).where(SubscriptionRow.pk.in_({r.subscription_pk for r in rows}))
                 )
             }
-            lease = now + timedelta(seconds=self.settings.lease_seconds)
+            lease = now + timedelta(seconds=self.settings.subscription_lease_seconds)
             for row in rows:
                 sub = subscriptions[row.subscription_pk]
                 if row.subscription_pk not in claimed and len(claimed) >= groups:
@@ -1191,9 +1670,12 @@ class SubscriptionEngine:
         headers, body = message(delivery, now)
         endpoint = delivery.subscription["notification"]["endpoint"]
         try:
+            problem = await self.endpoint_problem(endpoint["uri"])
+            if problem is not None:
+                return f"the endpoint is not permitted: {problem}"
             if urlsplit(endpoint["uri"]).scheme.lower() in ("mqtt", "mqtts"):
                 await asyncio.wait_for(
-                    self._publish(endpoint, headers, body), timeout=self.settings.timeout_seconds
+                    self._publish(endpoint, headers, body), timeout=self.settings.subscription_timeout_seconds
                 )
             else:
                 await self._post(endpoint["uri"], headers, body)
@@ -1205,6 +1687,20 @@ class SubscriptionEngine:
             log.exception("unexpected error delivering notification %s", delivery.pk)
             return f"{type(exc).__name__}: {exc}"[:1000]
         return None
+
+    async def endpoint_problem(self, uri: str) -> str | None:
+        """Why the policy refuses the endpoint now (its name may resolve elsewhere than at creation)."""
+        host, port = _target(uri)
+        if name_allowed(self.settings, host):
+            return None
+        addresses = _literal(host)
+        if addresses is None:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+            except (OSError, UnicodeError):
+                infos = []
+            addresses = _addresses(infos)
+        return address_problem(self.settings, host, addresses)
 
     async def _post(self, uri: str, headers: dict[str, str], body: bytes) -> None:
         assert self._client is not None, "the engine is not started"
@@ -1225,7 +1721,7 @@ class SubscriptionEngine:
             password=unquote(parts.password) if parts.password else None,
             protocol=MQTT_VERSIONS.get(info.get("MQTT-Version", "mqtt3.1.1")),
             tls_context=ssl.create_default_context() if secure else None,
-            timeout=self.settings.timeout_seconds,
+            timeout=self.settings.subscription_timeout_seconds,
         ) as client:
             await client.publish(parts.path.lstrip("/"), payload=payload, qos=int(info.get("MQTT-QoS", "1")))
 
@@ -1243,11 +1739,11 @@ class SubscriptionEngine:
             else:
                 retry = now + timedelta(
                     seconds=min(
-                        self.settings.retry_base_seconds * 2 ** (attempts - 1),
-                        self.settings.retry_max_seconds,
+                        self.settings.subscription_retry_base_seconds * 2 ** (attempts - 1),
+                        self.settings.subscription_retry_max_seconds,
                     )
                 )
-                give_up = attempts >= self.settings.max_attempts or (
+                give_up = attempts >= self.settings.subscription_max_attempts or (
                     delivery.expires_at is not None and retry >= delivery.expires_at
                 )
                 values = {

@@ -1,5 +1,6 @@
 """Identity: departments, users, roles, API tokens, sign-in (the platform's who-is-who)."""
 
+from citybrain.apps.identity.settings import IdentitySettings
 from citybrain.sdk import AppSpec, NavItem
 
 APP = AppSpec(
@@ -8,6 +9,7 @@ APP = AppSpec(
     description="Departments, users, roles and machine tokens; sign-in for staff.",
     layer="base",
     icon="id",
+    settings=IdentitySettings,
     nav=(
         NavItem("Departments", "/identity/departments", "identity.department.read"),
         NavItem("Users", "/identity/users", "identity.user.read"),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session
 from citybrain.apps.identity import schemas
 from citybrain.apps.identity.events import AccountLocked, UserCreated
 from citybrain.apps.identity.models import ApiToken, Department, LoginSession, Role, RoleAssignment, User
+from citybrain.apps.identity.settings import IdentitySettings
 from citybrain.sdk import (
     ALL,
     ANONYMOUS,
@@ -30,6 +33,7 @@ from citybrain.sdk import (
     NotFound,
     Scope,
     Unauthorized,
+    UnitOfWork,
     ValidationFailed,
     mask_email,
     mask_phone,
@@ -38,6 +42,7 @@ from citybrain.sdk import (
 )
 
 TOKEN_PREFIX = "cbt_"  # noqa: S105 - a prefix, not a secret
+TOKEN_CACHE = "identity.token_cache"  # noqa: S105 - a key of ctx.extensions, not a secret
 # A hash of a random password, verified when the username is unknown so timing does not reveal it.
 _DUMMY_PASSWORD = "citybrain-timing-equaliser"  # noqa: S105
 
@@ -274,6 +279,68 @@ def authenticate_cookie(ctx: AppContext, cookie: str) -> Actor | None:
         return actor_for(ctx, session, user, session_id=login_session.id)
 
 
+class TokenCache:
+    """Actors of API tokens checked recently, by the SHA-256 of the whole token; only good tokens enter."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._entries: dict[str, tuple[Actor, datetime]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every clear: a lookup started before a clear must not store its (stale) result."""
+        return self._generation
+
+    def get(self, key: str, now: datetime) -> Actor | None:
+        """The cached actor, unless it is missing or past its deadline."""
+        entry = self._entries.get(key)
+        if entry is None or entry[1] <= now:
+            return None
+        return entry[0]
+
+    def put(self, key: str, actor: Actor, until: datetime, generation: int) -> None:
+        """Remember an actor until `until`, unless the cache was cleared since `generation` was read."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = (actor, until)
+
+    def clear(self) -> None:
+        """Forget every token."""
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+
+
+def token_cache(ctx: AppContext) -> TokenCache:
+    """This process's token cache of the platform instance."""
+    cache: TokenCache | None = ctx.extensions.get(TOKEN_CACHE)
+    if cache is None:
+        cache = ctx.extensions.setdefault(TOKEN_CACHE, TokenCache())
+    return cache
+
+
+@contextmanager
+def _access_change(ctx: AppContext, actor: Actor, action: str) -> Iterator[UnitOfWork]:
+    """A unit of work that changes who may do what: the token cache is cleared once it has ended."""
+    try:
+        with ctx.uow(actor, action) as uow:
+            yield uow
+    finally:
+        token_cache(ctx).clear()
+
+
+def recall_bearer(ctx: AppContext, value: str) -> Actor | None:
+    """The actor of an API token checked within the last few seconds (no I/O); None when not cached."""
+    return token_cache(ctx).get(_sha256(value), utcnow())
+
+
 def authenticate_bearer(ctx: AppContext, value: str) -> Actor | None:
     """The actor of a valid API token (`cbt_<id>_<secret>`), limited to the token's scopes."""
     if not value.startswith(TOKEN_PREFIX):
@@ -284,9 +351,25 @@ def authenticate_bearer(ctx: AppContext, value: str) -> Actor | None:
         return None
     if int(token_id_text) > schemas.MAX_INT:
         return None
-    now = utcnow()
+    cache, key, now = token_cache(ctx), _sha256(value), utcnow()
+    actor = cache.get(key, now)
+    if actor is not None:
+        return actor
+    generation = cache.generation
+    found = _check_token(ctx, int(token_id_text), secret, now)
+    if found is None:
+        return None
+    actor, expires_at = found
+    seconds = ctx.app_setting("identity", IdentitySettings).token_cache_seconds
+    if seconds > 0:
+        cache.put(key, actor, min(now + timedelta(seconds=seconds), expires_at), generation)
+    return actor
+
+
+def _check_token(ctx: AppContext, token_id: int, secret: str, now: datetime) -> tuple[Actor, datetime] | None:
+    """Look a token up in the database: its actor and expiry, or None when it is not valid now."""
     with ctx.read() as session:
-        token = session.get(ApiToken, int(token_id_text))
+        token = session.get(ApiToken, token_id)
         if token is None or not hmac.compare_digest(token.secret_hash, _sha256(secret)):
             return None
         if token.revoked_at is not None or token.expires_at <= now:
@@ -302,7 +385,7 @@ def authenticate_bearer(ctx: AppContext, value: str) -> Actor | None:
         actor = Actor(kind="token", id=owner.id, token_id=token.id)
         with ctx.uow(actor, "identity.token.use") as uow:
             uow.session.get_one(ApiToken, token.id).last_used_at = now
-    return Actor(
+    found = Actor(
         kind="token",
         id=owner.id,
         username=owner.username,
@@ -311,6 +394,7 @@ def authenticate_bearer(ctx: AppContext, value: str) -> Actor | None:
         grants=scoped,
         token_id=token.id,
     )
+    return found, token.expires_at
 
 
 def create_token(ctx: AppContext, actor: Actor, data: schemas.TokenCreate) -> schemas.TokenCreated:
@@ -325,7 +409,8 @@ def create_token(ctx: AppContext, actor: Actor, data: schemas.TokenCreate) -> sc
         if owner.id != actor.id:
             actor.require("identity.token.manage", owner.department_id)
         owner_grants = grants_for_user(ctx, uow.session, owner.id)
-        for code in expand_permissions(scopes, ctx.permissions):
+        wanted = expand_permissions(scopes, ctx.permissions)
+        for code in (c for c in ctx.permissions if c in wanted):  # declaration order: a stable message
             # the actor must hold each permission wherever the owner does, or the token widens the actor
             if code not in owner_grants or not _covers(actor.scope(code), owner_grants[code]):
                 raise Forbidden(
@@ -363,7 +448,7 @@ def list_tokens(ctx: AppContext, actor: Actor, everyone: bool = False) -> list[s
 def revoke_token(ctx: AppContext, actor: Actor, token_id: int) -> schemas.TokenRead:
     """Revoke a token at once; the owner or a manager of the owner's department may."""
     actor.require("identity.token.create")
-    with ctx.uow(actor, "identity.token.revoke") as uow:
+    with _access_change(ctx, actor, "identity.token.revoke") as uow:
         token = uow.session.get(ApiToken, token_id)
         if token is None:
             raise NotFound("No API token {id}.", id=token_id)
@@ -414,7 +499,7 @@ def create_department(
 ) -> schemas.DepartmentRead:
     """Add a department under a parent (or as a root, city-wide only)."""
     _require_in(actor, "identity.department.create", data.parent_id)
-    with ctx.uow(actor, "identity.department.create") as uow:
+    with _access_change(ctx, actor, "identity.department.create") as uow:
         if data.parent_id is not None and uow.session.get(Department, data.parent_id) is None:
             raise ValidationFailed("No parent department {id}.", id=data.parent_id)
         if uow.session.scalar(select(Department.id).where(Department.code == data.code)) is not None:
@@ -433,7 +518,7 @@ def update_department(
     changes = {
         k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None or k == "parent_id"
     }
-    with ctx.uow(actor, "identity.department.update") as uow:
+    with _access_change(ctx, actor, "identity.department.update") as uow:
         dept = uow.session.get(Department, dept_id)
         if dept is None:
             raise NotFound("No department {id}.", id=dept_id)
@@ -454,7 +539,7 @@ def update_department(
 
 def delete_department(ctx: AppContext, actor: Actor, dept_id: int) -> None:
     """Delete an empty department (no sub-departments, users or grants)."""
-    with ctx.uow(actor, "identity.department.delete") as uow:
+    with _access_change(ctx, actor, "identity.department.delete") as uow:
         dept = uow.session.get(Department, dept_id)
         if dept is None:
             raise NotFound("No department {id}.", id=dept_id)
@@ -556,7 +641,7 @@ def update_user(ctx: AppContext, actor: Actor, user_id: int, data: schemas.UserU
         for k, v in data.model_dump(exclude_unset=True).items()
         if v is not None or k in ("phone", "email")
     }
-    with ctx.uow(actor, "identity.user.update") as uow:
+    with _access_change(ctx, actor, "identity.user.update") as uow:
         user = _visible_user(uow.session, actor, "identity.user.update", user_id)
         _require_outranks(ctx, uow.session, actor, user)
         if "department_id" in changes and changes["department_id"] != user.department_id:
@@ -584,7 +669,7 @@ def _revoke_sessions(session: Session, user_id: int) -> None:
 
 def deactivate_user(ctx: AppContext, actor: Actor, user_id: int) -> schemas.UserRead:
     """Deactivate a user (kept for the audit trail) and close their sessions."""
-    with ctx.uow(actor, "identity.user.delete") as uow:
+    with _access_change(ctx, actor, "identity.user.delete") as uow:
         user = _visible_user(uow.session, actor, "identity.user.delete", user_id)
         if user.id == actor.id:
             raise Conflict("You cannot deactivate yourself.")
@@ -685,7 +770,7 @@ def update_role(ctx: AppContext, actor: Actor, role_id: int, data: schemas.RoleU
     if "permissions" in changes:
         changes["permissions"] = check_permission_patterns(ctx, changes["permissions"])
         _require_holds_all(ctx, actor, changes["permissions"])
-    with ctx.uow(actor, "identity.role.update") as uow:
+    with _access_change(ctx, actor, "identity.role.update") as uow:
         role = uow.session.get(Role, role_id)
         if role is None:
             raise NotFound("No role {id}.", id=role_id)
@@ -700,7 +785,7 @@ def update_role(ctx: AppContext, actor: Actor, role_id: int, data: schemas.RoleU
 def delete_role(ctx: AppContext, actor: Actor, role_id: int) -> None:
     """Delete a role that is not built in and not granted to anyone."""
     _require_city_wide(actor, "identity.role.delete")
-    with ctx.uow(actor, "identity.role.delete") as uow:
+    with _access_change(ctx, actor, "identity.role.delete") as uow:
         role = uow.session.get(Role, role_id)
         if role is None:
             raise NotFound("No role {id}.", id=role_id)
@@ -723,7 +808,7 @@ def assign_role(
     ctx: AppContext, actor: Actor, user_id: int, data: schemas.AssignmentCreate
 ) -> schemas.AssignmentRead:
     """Grant a role in a department; the grantor must hold every permission of the role there."""
-    with ctx.uow(actor, "identity.role.assign") as uow:
+    with _access_change(ctx, actor, "identity.role.assign") as uow:
         s = uow.session
         user = _visible_user(s, actor, "identity.role.assign", user_id)
         role = s.get(Role, data.role_id)
@@ -770,7 +855,7 @@ def assign_role(
 
 def revoke_assignment(ctx: AppContext, actor: Actor, user_id: int, assignment_id: int) -> None:
     """Take a role grant back."""
-    with ctx.uow(actor, "identity.role.revoke") as uow:
+    with _access_change(ctx, actor, "identity.role.revoke") as uow:
         _visible_user(uow.session, actor, "identity.role.assign", user_id)
         assignment = uow.session.get(RoleAssignment, assignment_id)
         if assignment is None or assignment.user_id != user_id:

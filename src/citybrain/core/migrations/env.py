@@ -24,7 +24,7 @@ def run() -> None:
 
 
 def _unmanaged() -> set[str]:
-    """Tables the models do not describe: SQLite virtual tables (R*Tree indexes) and their shadows."""
+    """Tables the models do not describe: SQLite virtual tables (R*Tree indexes), extensions' tables."""
     return set(config.attributes.get("unmanaged", ()))
 
 
@@ -33,11 +33,19 @@ def _unmanaged_indexes() -> set[str]:
     return {n for t in Base.metadata.tables.values() for n in t.info.get("unmanaged_indexes", ())}
 
 
+def _unmanaged_columns() -> set[tuple[str, str]]:
+    """Columns a migration adds by hand where the database allows, declared in the table's info."""
+    return {(t.name, n) for t in Base.metadata.tables.values() for n in t.info.get("unmanaged_columns", ())}
+
+
 def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
     """When generating a revision for one branch, look only at that branch's tables."""
     if type_ == "table" and reflected and compare_to is None and name in _unmanaged():
         return False
     if type_ == "index" and reflected and compare_to is None and name in _unmanaged_indexes():
+        return False
+    table = getattr(getattr(obj, "table", None), "name", None)
+    if type_ == "column" and reflected and compare_to is None and (table, name) in _unmanaged_columns():
         return False
     label = config.attributes.get("branch")
     if label is None or type_ != "table" or name is None:

@@ -1,0 +1,389 @@
+"""Entity writes as set-based transactions, and group commit: concurrent writers share one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from citybrain.apps.context import entities as ent
+from citybrain.apps.context.errors import AlreadyExists, ResourceNotFound
+from citybrain.apps.context.events import AttributeChange, AttributesChanged, EntityCreated, EntityDeleted
+from citybrain.apps.context.geo import geometry_bbox
+from citybrain.apps.context.models import AttributeHistory, Entity, EntityType
+from citybrain.apps.context.values import refresh_values
+from citybrain.sdk import Actor, AppContext, Event, ProblemError, UnitOfWork, bulk_insert, utcnow
+
+log = logging.getLogger(__name__)
+WRITE = "context.entity.write"
+Operation = Callable[[dict[str, Any], datetime], ent.UpdateResult]
+Outcome = ent.UpdateResult | Exception | None
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class Job:
+    """One entity write: create a stored entity, apply an operation to one, upsert, or delete it."""
+
+    actor: Actor
+    tenant: str
+    entity_id: str
+    op: Literal["create", "update", "upsert", "delete"]
+    action: str
+    stored: dict[str, Any] | None = None
+    apply: Operation | None = None
+
+
+@dataclass
+class _State:
+    """An entity as the database holds it (pk, original) and as the jobs so far left it (current)."""
+
+    pk: int | None
+    original: dict[str, Any] | None
+    current: dict[str, Any] | None
+    touched: bool = False
+
+
+@dataclass
+class _Plan:
+    """What one transaction writes besides the entity rows: history rows and events."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+def apply_jobs(ctx: AppContext, jobs: Sequence[Job]) -> list[Outcome]:
+    """Run jobs in order in one transaction; each gets its result or its own error (others go on)."""
+    try:
+        return _transaction(ctx, jobs)
+    except DBAPIError as exc:
+        # A concurrent writer took an id or a lock first: run each job on its own, so only its owner fails.
+        if len(jobs) > 1:
+            log.info(
+                "context write of %d jobs failed (%s); retrying one by one", len(jobs), type(exc).__name__
+            )
+            return [outcome for job in jobs for outcome in apply_jobs(ctx, [job])]
+        try:
+            return _transaction(ctx, jobs)
+        except DBAPIError as again:
+            return [again]
+
+
+def _transaction(ctx: AppContext, jobs: Sequence[Job]) -> list[Outcome]:
+    now = utcnow()
+    outcomes: list[Outcome] = []
+    with ctx.uow(jobs[0].actor, jobs[0].action) as uow:
+        states = _lock(uow.session, jobs)
+        plan = _Plan()
+        for job in jobs:
+            try:
+                job.actor.require(WRITE)
+                outcomes.append(_step(uow, states[(job.tenant, job.entity_id)], job, now, plan))
+            except ProblemError as exc:  # one bad job never blocks the others
+                outcomes.append(exc)
+        _write(uow, states, plan)
+    return outcomes
+
+
+def _lock(session: Session, jobs: Sequence[Job]) -> dict[tuple[str, str], _State]:
+    """Load (and on PostgreSQL lock, in pk order) every entity the jobs name."""
+    wanted: dict[str, set[str]] = {}
+    for job in jobs:
+        wanted.setdefault(job.tenant, set()).add(job.entity_id)
+    states: dict[tuple[str, str], _State] = {}
+    for tenant, ids in wanted.items():
+        stmt = (
+            select(Entity.pk, Entity.entity_id, Entity.data)
+            .where(Entity.tenant == tenant, Entity.entity_id.in_(sorted(ids)))
+            .order_by(Entity.pk)
+            .with_for_update()
+        )
+        for pk, entity_id, data in session.execute(stmt):
+            states[(tenant, entity_id)] = _State(pk, data, data)
+        for entity_id in ids:
+            states.setdefault((tenant, entity_id), _State(None, None, None))
+    return states
+
+
+def _step(uow: UnitOfWork, state: _State, job: Job, now: datetime, plan: _Plan) -> Outcome:
+    """Apply one job to the entity's current state, queueing its history, ledger record and events."""
+    if job.op == "create" or (job.op == "upsert" and state.current is None):
+        if state.current is not None:
+            raise AlreadyExists(f"entity {job.entity_id} already exists")
+        assert job.stored is not None
+        stored = job.stored
+        created = [
+            ent.AttrChange(name, i.get("datasetId"), None, i)
+            for name, instances in stored.get("attrs", {}).items()
+            for i in instances
+        ]
+        state.current, state.touched = stored, True
+        _history(plan, job, created, now)
+        uow.record("create", _ref(job), None, stored, actor=job.actor, action=job.action)
+        plan.events.append(
+            EntityCreated(tenant=job.tenant, entity_id=job.entity_id, types=list(stored["type"]))
+        )
+        if created:
+            plan.events.append(_changed(job, stored, created))
+        return None
+    if state.current is None:
+        raise ResourceNotFound(f"entity {job.entity_id} does not exist")
+    before = state.current
+    if job.op == "delete":
+        state.current, state.touched = None, True
+        uow.record("delete", _ref(job), before, None, actor=job.actor, action=job.action)
+        plan.events.append(
+            EntityDeleted(
+                tenant=job.tenant, entity_id=job.entity_id, types=list(before["type"]), entity=before
+            )
+        )
+        return None
+    assert job.apply is not None
+    result = job.apply(dict(before), now)
+    if not result.changes and result.entity.get("type") == before.get("type"):
+        return result
+    state.current, state.touched = result.entity, True
+    _history(plan, job, result.changes, now)
+    uow.record("update", _ref(job), before, result.entity, actor=job.actor, action=job.action)
+    if result.changes:
+        plan.events.append(_changed(job, result.entity, result.changes))
+    return result
+
+
+def _ref(job: Job) -> str:
+    return f"context_entity:{job.tenant}/{job.entity_id}"
+
+
+def _changed(job: Job, stored: Mapping[str, Any], changes: Iterable[ent.AttrChange]) -> AttributesChanged:
+    # The values are the broker's own stored forms, already validated: construct without re-validating them.
+    return AttributesChanged.model_construct(
+        tenant=job.tenant,
+        entity_id=job.entity_id,
+        types=list(stored["type"]),
+        changes=[
+            AttributeChange.model_construct(attr=c.name, dataset_id=c.dataset_id, old=c.old, new=c.new)
+            for c in changes
+        ],
+    )
+
+
+def _history(plan: _Plan, job: Job, changes: Iterable[ent.AttrChange], now: datetime) -> None:
+    """One history row per changed attribute instance."""
+    for change in changes:
+        instance = change.new
+        observed = (instance or change.old or {}).get("observedAt")
+        value = instance.get("value") if instance else None
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        plan.history.append(
+            {
+                "tenant": job.tenant,
+                "entity_id": job.entity_id,
+                "attr": change.name,
+                "dataset_id": change.dataset_id or "",
+                "observed_at": datetime.fromisoformat(observed) if isinstance(observed, str) else None,
+                "modified_at": now,
+                "number": number,
+                "instance": instance,
+            }
+        )
+
+
+def bbox(stored: Mapping[str, Any]) -> Box | None:
+    """The bounding box of the entity's `location`, if it has one."""
+    geometry = ent.geometry_of(stored)
+    if not isinstance(geometry, dict):
+        return None
+    if geometry.get("type") == "Point":  # the common case, without building a shape
+        lon, lat = geometry["coordinates"][:2]
+        return (lon, lat, lon, lat)
+    return geometry_bbox(geometry)
+
+
+def columns(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """Values of the indexed columns derived from a stored entity."""
+    box = bbox(stored)
+    return {
+        "type": stored["type"][0],
+        "created_at": datetime.fromisoformat(stored["createdAt"]),
+        "modified_at": datetime.fromisoformat(stored["modifiedAt"]),
+        "data": stored,
+        "min_lon": box[0] if box else None,
+        "min_lat": box[1] if box else None,
+        "max_lon": box[2] if box else None,
+        "max_lat": box[3] if box else None,
+    }
+
+
+def _write(uow: UnitOfWork, states: Mapping[tuple[str, str], _State], plan: _Plan) -> None:
+    """Write the net effect of the jobs with a few set-based statements."""
+    session = uow.session
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    inserts: list[tuple[str, dict[str, Any]]] = []
+    updates: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+    deleted: list[int] = []
+    for (tenant, _), state in states.items():
+        if not state.touched:
+            continue
+        if state.pk is None and state.current is not None:
+            inserts.append((tenant, state.current))
+        elif state.pk is not None and state.current is None:
+            deleted.append(state.pk)
+        elif state.pk is not None and state.current is not None and state.original is not None:
+            updates.append((state.pk, state.original, state.current))
+    if deleted:
+        _drop_side_rows(session, deleted, sqlite)
+        session.execute(delete(Entity).where(Entity.pk.in_(deleted)))
+    if updates:
+        session.execute(update(Entity), [{"pk": pk, **columns(new)} for pk, _, new in updates])
+        retyped = [(pk, new) for pk, old, new in updates if new["type"] != old.get("type")]
+        moved = [(pk, new) for pk, old, new in updates if ent.geometry_of(new) != ent.geometry_of(old)]
+        _set_types(session, retyped)
+        if sqlite:
+            _set_boxes(session, moved)
+        refresh_values(
+            session, [(pk, new) for pk, old, new in updates if new.get("attrs") != old.get("attrs")]
+        )
+    if inserts:
+        rows = [
+            {"tenant": tenant, "entity_id": stored["id"], **columns(stored)} for tenant, stored in inserts
+        ]
+        bulk_insert(session.connection(), Entity, rows)
+        created = _with_pks(session, inserts)
+        _set_types(session, created, fresh=True)
+        if sqlite:
+            _set_boxes(session, created, fresh=True)
+        refresh_values(session, created, fresh=True)
+    bulk_insert(session.connection(), AttributeHistory, plan.history)
+    uow.emit_many(plan.events)
+
+
+def _with_pks(
+    session: Session, inserted: Sequence[tuple[str, dict[str, Any]]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """The new rows' primary keys, read back by id (COPY returns nothing)."""
+    found: dict[tuple[str, str], int] = {}
+    by_tenant: dict[str, list[str]] = {}
+    for tenant, stored in inserted:
+        by_tenant.setdefault(tenant, []).append(stored["id"])
+    for tenant, ids in by_tenant.items():
+        stmt = select(Entity.pk, Entity.entity_id).where(Entity.tenant == tenant, Entity.entity_id.in_(ids))
+        found.update({(tenant, entity_id): pk for pk, entity_id in session.execute(stmt)})
+    return [(found[(tenant, stored["id"])], stored) for tenant, stored in inserted]
+
+
+def _drop_side_rows(session: Session, pks: Sequence[int], sqlite: bool) -> None:
+    session.execute(delete(EntityType).where(EntityType.entity_pk.in_(pks)))
+    if sqlite:
+        session.execute(
+            text("DELETE FROM context_geo WHERE id IN (SELECT value FROM json_each(:pks))"),
+            {"pks": _ids(pks)},
+        )
+
+
+def _ids(pks: Sequence[int]) -> str:
+    return "[" + ",".join(str(int(pk)) for pk in pks) + "]"
+
+
+def _set_types(
+    session: Session, items: Sequence[tuple[int, Mapping[str, Any]]], *, fresh: bool = False
+) -> None:
+    """Rows for each further type of multi-typed entities (the first type is on the entity row)."""
+    if not items:
+        return
+    if not fresh:
+        session.execute(delete(EntityType).where(EntityType.entity_pk.in_([pk for pk, _ in items])))
+    rows = [{"entity_pk": pk, "type": t} for pk, stored in items for t in stored["type"][1:]]
+    bulk_insert(session.connection(), EntityType, rows)
+
+
+def _set_boxes(
+    session: Session, items: Sequence[tuple[int, Mapping[str, Any]]], *, fresh: bool = False
+) -> None:
+    """Keep SQLite's R*Tree of entity bounding boxes in step (PostgreSQL indexes the row itself)."""
+    if not items:
+        return
+    if not fresh:
+        session.execute(
+            text("DELETE FROM context_geo WHERE id IN (SELECT value FROM json_each(:pks))"),
+            {"pks": _ids([pk for pk, _ in items])},
+        )
+    rows = []
+    for pk, stored in items:
+        box = bbox(stored)
+        if box is not None:
+            rows.append({"pk": pk, "a": box[0], "b": box[1], "c": box[2], "d": box[3]})
+    if rows:
+        session.execute(
+            text(
+                "INSERT INTO context_geo (id, min_lon, max_lon, min_lat, max_lat) VALUES (:pk, :a, :c, :b, :d)"
+            ),
+            rows,
+        )
+
+
+class GroupCommit:
+    """Queues entity writes from concurrent requests and commits whatever has gathered as one transaction."""
+
+    def __init__(self, ctx: AppContext, max_jobs: int = 2000) -> None:
+        """Prepare the writer; `start()` runs it on the current event loop."""
+        self.ctx, self.max_jobs = ctx, max_jobs
+        self._queue: asyncio.Queue[tuple[Sequence[Job], asyncio.Future[list[Outcome]]]] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="citybrain-context-writer")
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start committing on the running loop."""
+        self._task = asyncio.create_task(self._run(), name="citybrain-context-writer")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop."""
+        while not self._queue.empty():
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, jobs: Sequence[Job]) -> list[Outcome]:
+        """Queue jobs (kept together in one transaction) and wait for their outcomes."""
+        if self._task is None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, apply_jobs, self.ctx, jobs
+            )
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((jobs, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            groups = [await self._queue.get()]
+            size = len(groups[0][0])
+            while size < self.max_jobs and not self._queue.empty():
+                groups.append(self._queue.get_nowait())
+                size += len(groups[-1][0])
+            jobs = [job for group, _ in groups for job in group]
+            try:
+                outcomes = await loop.run_in_executor(self._executor, apply_jobs, self.ctx, jobs)
+            except Exception as exc:  # the database is gone: every waiting request learns it
+                log.exception("context write of %d jobs failed", len(jobs))
+                for _, future in groups:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for group, future in groups:
+                if not future.done():
+                    future.set_result(outcomes[start : start + len(group)])
+                start += len(group)
