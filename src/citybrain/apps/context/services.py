@@ -468,7 +468,9 @@ def purge_history(ctx: AppContext, actor: Actor, older_than: datetime) -> int:
         )
         count = int(getattr(deleted, "rowcount", 0) or 0)
         if count:  # a purge that found nothing wrote nothing
-            uow.record("delete", "context_history:*", None, {"older_than": older_than.isoformat(), "rows": count})
+            uow.record(
+                "delete", "context_history:*", None, {"older_than": older_than.isoformat(), "rows": count}
+            )
         return count
 
 

@@ -339,6 +339,7 @@ class GroupCommit:
         self._queue: asyncio.Queue[tuple[Sequence[Job], asyncio.Future[list[Outcome]]]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="citybrain-context-writer")
         self._task: asyncio.Task[None] | None = None
+        self._busy = False
 
     async def start(self) -> None:
         """Start committing on the running loop."""
@@ -346,7 +347,7 @@ class GroupCommit:
 
     async def stop(self) -> None:
         """Commit what is queued, then stop."""
-        while not self._queue.empty():
+        while self._task is not None and not self._task.done() and (self._busy or not self._queue.empty()):
             await asyncio.sleep(0.01)
         if self._task is not None:
             self._task.cancel()
@@ -374,6 +375,7 @@ class GroupCommit:
                 groups.append(self._queue.get_nowait())
                 size += len(groups[-1][0])
             jobs = [job for group, _ in groups for job in group]
+            self._busy = True
             try:
                 outcomes = await loop.run_in_executor(self._executor, apply_jobs, self.ctx, jobs)
             except Exception as exc:  # the database is gone: every waiting request learns it
@@ -382,6 +384,8 @@ class GroupCommit:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                self._busy = False
             start = 0
             for group, future in groups:
                 if not future.done():
