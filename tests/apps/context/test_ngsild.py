@@ -200,3 +200,27 @@ def test_access_needs_a_token_with_the_scope(client: TestClient, ctx: AppContext
     assert client.get(f"{BASE}/entities", params={"type": "X"}).status_code == 200
     assert client.post(f"{BASE}/entities", json=station()).status_code == 403
     _ = SYSTEM
+
+
+def test_replace_attribute_replaces_the_whole_instance(ngsi: TestClient, ctx: AppContext) -> None:
+    assert ngsi.post(f"{BASE}/entities", json=station()).status_code == 201
+    entity = f"{BASE}/entities/{station()['id']}"
+    replaced = ngsi.put(f"{entity}/attrs/pm25", json={"type": "Property", "value": 80.0})
+    assert replaced.status_code == 204, replaced.text
+    pm25 = ngsi.get(entity).json()["pm25"]
+    assert pm25["value"] == 80.0 and "unitCode" not in pm25 and "observedAt" not in pm25  # whole, not merged
+    before = count(ctx, AttributeHistory)
+    problem(ngsi.put(f"{entity}/attrs/no2", json={"type": "Property", "value": 1}), 404, "ResourceNotFound")
+    problem(
+        ngsi.put(f"{BASE}/entities/urn:ngsi-ld:X:none/attrs/pm25", json={"type": "Property", "value": 1}),
+        404,
+        "ResourceNotFound",
+    )
+    problem(ngsi.put(f"{entity}/attrs/pm25", json=[1, 2]), 400, "BadRequestData")
+    problem(ngsi.put(f"{entity}/attrs/pm25", json={"type": "Nonsense", "value": 1}), 400, "BadRequestData")
+    problem(
+        ngsi.put(f"{entity}/attrs/pm25", content=b"{", headers={"Content-Type": "application/json"}),
+        400,
+        "InvalidRequest",
+    )
+    assert count(ctx, AttributeHistory) == before and ngsi.get(entity).json()["pm25"]["value"] == 80.0

@@ -384,6 +384,23 @@ async def partial_attribute_update(entity_id: str, attr: str, request: Request) 
     return Response(status_code=204)
 
 
+@router.put("/entities/{entity_id:path}/attrs/{attr}", status_code=204)
+async def replace_attribute(entity_id: str, attr: str, request: Request) -> Response:
+    """Replace Attribute: the named attribute (the instance of the body's datasetId) is replaced whole."""
+    call = await _call(request, allowed=set(), body=True)
+    ent.validate_entity_id(entity_id)
+    name = ent.validate_attr_name(attr)
+    if not isinstance(call.body, dict):
+        raise BadRequestData("the body must be one attribute (a JSON object)")
+    attrs = ent.parse_attributes({name: call.body}, call.context, utcnow())
+    if not attrs:
+        raise BadRequestData(f"{attr} is not an attribute that can be replaced")
+    result = await _update(call, entity_id, lambda stored, now: ent.update_attrs(stored, attrs, now))
+    if result.not_updated:
+        raise ResourceNotFound(f"attribute {attr} of {entity_id} does not exist")
+    return Response(status_code=204)
+
+
 @router.patch("/entities/{entity_id:path}/attrs")
 async def update_attributes(entity_id: str, request: Request) -> Response:
     """Update existing attributes: 204, or 207 naming those that do not exist."""
