@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic_settings import BaseSettings
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.orm import Session
 
 from citybrain.core.apps import AppSpec
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseSettings)
 # How long published outbox rows are kept before the relay deletes them.
 KEEP_PUBLISHED = timedelta(hours=1)
+OUTBOX = cast(Table, OutboxRow.__table__)
 Authenticator = Callable[["AppContext", "Request"], Actor | None]
 
 
@@ -139,21 +140,23 @@ class OutboxRelay:
                     await asyncio.to_thread(self._mark, done)
             published += len(done)
 
-    def _pending(self, limit: int = 200) -> list[tuple[int, str, str]]:
-        with self.db.read() as session:
-            stmt = (
-                select(OutboxRow.id, OutboxRow.event_type, OutboxRow.payload)
-                .where(OutboxRow.published_at.is_(None))
-                .order_by(OutboxRow.id)
-                .limit(limit)
-            )
-            return [(r.id, r.event_type, r.payload) for r in session.execute(stmt)]
+    def _pending(self, limit: int = 1000) -> list[tuple[int, str, str]]:
+        outbox = OUTBOX.c
+        stmt = (
+            select(outbox.id, outbox.event_type, outbox.payload)
+            .where(outbox.published_at.is_(None))
+            .order_by(outbox.id)
+            .limit(limit)
+        )
+        with self.db.engine.connect() as conn:
+            return [(r.id, r.event_type, r.payload) for r in conn.execute(stmt)]
 
     def _mark(self, row_ids: list[int]) -> None:
         now = utcnow()
-        with self.db.write_sessions.begin() as session:
-            session.execute(update(OutboxRow).where(OutboxRow.id.in_(row_ids)).values(published_at=now))
+        outbox = OUTBOX.c
+        with self.db.write_engine.begin() as conn:
+            conn.execute(update(OUTBOX).where(outbox.id.in_(row_ids)).values(published_at=now))
             # Published rows stay a while for inspection, then go, so the outbox never grows without bound.
             if now - self._swept > KEEP_PUBLISHED / 10:
-                session.execute(delete(OutboxRow).where(OutboxRow.published_at < now - KEEP_PUBLISHED))
+                conn.execute(delete(OUTBOX).where(outbox.published_at < now - KEEP_PUBLISHED))
                 self._swept = now
