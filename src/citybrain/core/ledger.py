@@ -66,11 +66,6 @@ class Entry:
     after: str
 
 
-def append(conn: Connection, *, actor: str, action: str, op: str, obj: str, before: str, after: str) -> int:
-    """Append one record to the chain inside the caller's transaction; return its sequence number."""
-    return append_many(conn, [Entry(actor, action, op, obj, before, after)])
-
-
 def append_many(conn: Connection, entries: Sequence[Entry]) -> int:
     """Append records in order inside the caller's transaction, locking the chain once; return the last seq."""
     head_query = select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)

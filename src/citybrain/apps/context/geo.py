@@ -139,6 +139,10 @@ def parse_geoquery(
 
 def geometry_bbox(geojson: dict[str, Any]) -> tuple[float, float, float, float]:
     """The (west, south, east, north) box of a stored GeoJSON geometry, for a spatial index."""
+    position = geojson.get("coordinates") if geojson.get("type") == "Point" else None
+    if isinstance(position, list) and len(position) in (2, 3):  # the common case, without building a shape
+        lon, lat = float(position[0]), float(position[1])
+        return (lon, lat, lon, lat)
     geometry = _shape(geojson, allow_collection=True)
     if geometry.is_empty:
         raise GeoQueryError("an empty geometry has no bounding box")

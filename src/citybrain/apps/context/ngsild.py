@@ -477,8 +477,7 @@ async def entity_operation(operation: str, request: Request) -> Response:
             exc.entity_id = raw.get("id", "") if isinstance(raw, dict) else str(raw)  # type: ignore[attr-defined]
             items.append(exc)
     options = _options(call)
-    result = await services.batch_async(
-        call.ctx,
+    jobs = services.batch_jobs(
         call.actor,
         call.tenant,
         operation,
@@ -486,6 +485,7 @@ async def entity_operation(operation: str, request: Request) -> Response:
         upsert_mode="update" if "update" in options else "replace",
         no_overwrite="noOverwrite" in options,
     )
+    result = services.batch_result(items, await services.write(call.ctx, jobs) if jobs else [])
     if not result.errors:
         if operation == "create":
             return Response(orjson.dumps(result.success), status_code=201, media_type=JSON)

@@ -94,11 +94,8 @@ def _dialect(session: Session) -> Dialect:
     return "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
 
 
-def _load(session: Session, tenant: str, entity_id: str, *, for_update: bool = False) -> Entity:
-    stmt = select(Entity).where(Entity.tenant == tenant, Entity.entity_id == entity_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = session.scalar(stmt)
+def _load(session: Session, tenant: str, entity_id: str) -> Entity:
+    row = session.scalar(select(Entity).where(Entity.tenant == tenant, Entity.entity_id == entity_id))
     if row is None:
         raise ResourceNotFound(f"entity {entity_id} does not exist")
     return row
@@ -187,25 +184,8 @@ def batch(
     no_overwrite: bool = False,
 ) -> BatchResult:
     """Run a batch create/upsert/update/merge/delete in one transaction; each item succeeds or fails on its own."""
-    actor.require(WRITE)
     jobs = batch_jobs(actor, tenant, kind, items, upsert_mode=upsert_mode, no_overwrite=no_overwrite)
     return batch_result(items, apply_jobs(ctx, jobs) if jobs else [])
-
-
-async def batch_async(
-    ctx: AppContext,
-    actor: Actor,
-    tenant: str,
-    kind: str,
-    items: Sequence[dict[str, Any] | Exception],
-    *,
-    upsert_mode: Literal["replace", "update"] = "replace",
-    no_overwrite: bool = False,
-) -> BatchResult:
-    """`batch` through the app's group commit."""
-    actor.require(WRITE)
-    jobs = batch_jobs(actor, tenant, kind, items, upsert_mode=upsert_mode, no_overwrite=no_overwrite)
-    return batch_result(items, await write(ctx, jobs) if jobs else [])
 
 
 def batch_jobs(
@@ -217,7 +197,8 @@ def batch_jobs(
     upsert_mode: str = "replace",
     no_overwrite: bool = False,
 ) -> list[Job]:
-    """One job per well-formed item of a batch operation."""
+    """One job per well-formed item of a batch operation (the actor must be allowed to write)."""
+    actor.require(WRITE)
     jobs = []
     action = f"context.entity.batch_{kind}"
     for item in items:

@@ -200,12 +200,7 @@ def _history(plan: _Plan, job: Job, changes: Iterable[ent.AttrChange], now: date
 def bbox(stored: Mapping[str, Any]) -> Box | None:
     """The bounding box of the entity's `location`, if it has one."""
     geometry = ent.geometry_of(stored)
-    if not isinstance(geometry, dict):
-        return None
-    if geometry.get("type") == "Point":  # the common case, without building a shape
-        lon, lat = geometry["coordinates"][:2]
-        return (lon, lat, lon, lat)
-    return geometry_bbox(geometry)
+    return geometry_bbox(geometry) if isinstance(geometry, dict) else None
 
 
 def columns(stored: Mapping[str, Any]) -> dict[str, Any]:
@@ -283,14 +278,14 @@ def _with_pks(
 def _drop_side_rows(session: Session, pks: Sequence[int], sqlite: bool) -> None:
     session.execute(delete(EntityType).where(EntityType.entity_pk.in_(pks)))
     if sqlite:
-        session.execute(
-            text("DELETE FROM context_geo WHERE id IN (SELECT value FROM json_each(:pks))"),
-            {"pks": _ids(pks)},
-        )
+        _delete_boxes(session, pks)
 
 
-def _ids(pks: Sequence[int]) -> str:
-    return "[" + ",".join(str(int(pk)) for pk in pks) + "]"
+def _delete_boxes(session: Session, pks: Sequence[int]) -> None:
+    ids = "[" + ",".join(str(int(pk)) for pk in pks) + "]"
+    session.execute(
+        text("DELETE FROM context_geo WHERE id IN (SELECT value FROM json_each(:pks))"), {"pks": ids}
+    )
 
 
 def _set_types(
@@ -312,10 +307,7 @@ def _set_boxes(
     if not items:
         return
     if not fresh:
-        session.execute(
-            text("DELETE FROM context_geo WHERE id IN (SELECT value FROM json_each(:pks))"),
-            {"pks": _ids([pk for pk, _ in items])},
-        )
+        _delete_boxes(session, [pk for pk, _ in items])
     rows = []
     for pk, stored in items:
         box = bbox(stored)
