@@ -196,3 +196,46 @@ def test_no_middleware_runs_the_app_in_a_separate_task(app: object) -> None:
     from starlette.middleware.base import BaseHTTPMiddleware
 
     assert not [m for m in app.user_middleware if issubclass(m.cls, BaseHTTPMiddleware)]  # type: ignore[attr-defined]
+
+
+def test_demo_runners_run_while_serving_the_demo_and_stop_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from citybrain.core.apps import AppSpec, discover
+    from citybrain.core.migrate import upgrade
+    from citybrain.core.platform import build_context
+
+    package = tmp_path / "pkgs" / "demoapp"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "demo.py").write_text(
+        "import asyncio\n"
+        "STATE = []\n"
+        "async def run(ctx):\n"
+        "    STATE.append('started')\n"
+        "    try:\n"
+        "        await asyncio.sleep(3600)\n"
+        "    finally:\n"
+        "        STATE.append('stopped')\n"
+    )
+    broken = tmp_path / "pkgs" / "brokendemo"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("")
+    (broken / "demo.py").write_text("async def run(ctx):\n    raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
+    specs = [
+        *discover(),
+        AppSpec(label="demoapp", title="d", description="", layer="application", package="demoapp"),
+        AppSpec(label="brokendemo", title="b", description="", layer="application", package="brokendemo"),
+    ]
+    for demo, expected in ((False, []), (True, ["started", "stopped"])):
+        settings = make_settings(tmp_path / f"demo-{demo}", demo=demo)
+        ctx = build_context(settings, specs)
+        upgrade(ctx)
+        ctx.db.dispose()
+        import demoapp.demo  # type: ignore[import-not-found]
+
+        demoapp.demo.STATE.clear()
+        with TestClient(create_app(settings, specs)) as client:
+            assert client.get("/healthz").json()["status"] == "ok"  # a crashing runner takes nothing down
+        assert demoapp.demo.STATE == expected

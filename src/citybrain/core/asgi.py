@@ -6,7 +6,7 @@ import asyncio
 import base64
 import logging
 import os
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import citybrain
 from citybrain.core.apps import AppError, AppSpec
-from citybrain.core.context import OutboxRelay
+from citybrain.core.context import AppContext, OutboxRelay
 from citybrain.core.i18n import negotiate
 from citybrain.core.platform import build_context
 from citybrain.core.settings import Settings
@@ -91,6 +91,29 @@ def _request_cookie(scope: Scope, name: str) -> str | None:
     return None
 
 
+def _start_demos(ctx: AppContext) -> list[asyncio.Task[None]]:
+    """Start each app's demo runner (`demo.run(ctx)`, a coroutine) as a background task."""
+    tasks = []
+    for spec in ctx.apps:
+        module = spec.module("demo")
+        run = getattr(module, "run", None) if module is not None else None
+        if run is not None:
+            tasks.append(
+                asyncio.create_task(_demo_runner(spec.label, run(ctx)), name=f"citybrain-demo-{spec.label}")
+            )
+    return tasks
+
+
+async def _demo_runner(label: str, runner: Awaitable[None]) -> None:
+    """Run one app's demo runner; a crash is logged, never taken down the server."""
+    try:
+        await runner
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("the %s demo runner stopped", label)
+
+
 def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> FastAPI:
     """Build one independent platform instance: nothing is shared with another create_app call."""
     ctx = build_context(settings, specs)
@@ -106,9 +129,13 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
                     await stack.enter_async_context(module.lifespan(ctx))
             await ctx.bus.start()
             await relay.start()
+            demos = _start_demos(ctx) if settings.demo else []
             try:
                 yield
             finally:
+                for task in demos:
+                    task.cancel()
+                await asyncio.gather(*demos, return_exceptions=True)
                 await _bounded(relay.stop(), "publishing the outbox", settings.shutdown_seconds)
                 await _bounded(ctx.bus.stop(), "draining the bus", settings.shutdown_seconds)
         ctx.db.dispose()

@@ -61,7 +61,7 @@ def cli() -> None:
 )
 def demo(host: str | None, port: int | None, data_dir: str | None) -> None:
     """Create or update the embedded demo database, seed Mianyang, and serve it."""
-    settings = _settings(host=host, port=port, data_dir=data_dir, mode="development")
+    settings = _settings(host=host, port=port, data_dir=data_dir, mode="development", demo=True)
     ctx = _context(settings)
     from citybrain.core.migrate import upgrade
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
+from uuid import uuid4
 
 import orjson
 from sqlalchemy import (
@@ -227,6 +229,14 @@ def _run_hook(hook: ConnectHook, dialect: str) -> Callable[[Any, Any], None]:
     return on_connect
 
 
+def json_text(value: Any) -> str:
+    """JSON text of a document column: orjson, or the standard library for what orjson refuses (huge ints)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False)
+
+
 class Database:
     """Engines and sessions for one running app; SQLite writes take the lock up front."""
 
@@ -245,6 +255,8 @@ class Database:
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_max_overflow,
                 pool_recycle=1800,
+                json_serializer=json_text,
+                json_deserializer=orjson.loads,
             )
             self.write_engine = self.engine
         for engine in {self.engine, self.write_engine}:
@@ -262,6 +274,8 @@ class Database:
             settings.db_url,
             echo=settings.sql_echo,
             connect_args={"check_same_thread": False, "timeout": 30},
+            json_serializer=json_text,
+            json_deserializer=orjson.loads,
         )
 
         @event.listens_for(engine, "connect")
@@ -355,6 +369,23 @@ class UnitOfWork:
             cls = type(item)
             event_type = f"{cls.__module__}:{cls.__qualname__}"
             rows.append({"event_type": event_type, "payload": item.model_dump_json(), "created_at": now})
+        bulk_insert(self.session.connection(), OutboxRow, rows)
+        self._emitted = True
+
+    def emit_documents(self, event_type: type[Event], documents: Sequence[Mapping[str, Any]]) -> None:
+        """Queue events of one class given as JSON-ready fields the caller built valid (ids and times added)."""
+        if not documents:
+            return
+        now = utcnow()
+        name, occurred = f"{event_type.__module__}:{event_type.__qualname__}", now.isoformat()
+        rows = [
+            {
+                "event_type": name,
+                "payload": orjson.dumps({"event_id": str(uuid4()), "occurred_at": occurred, **doc}).decode(),
+                "created_at": now,
+            }
+            for doc in documents
+        ]
         bulk_insert(self.session.connection(), OutboxRow, rows)
         self._emitted = True
 

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     )
 
     mode: Literal["development", "production"] = "development"
+    # Set by `citybrain demo`: while serving, each app's `demo.run(ctx)` keeps the demo city alive.
+    demo: bool = False
     data_dir: Path = Path("var")
     database_url: str | None = None
     bus_url: str = "memory://"

@@ -780,6 +780,7 @@ def test_postgis_migration_adds_and_removes_the_geometry(postgis: AppContext, tm
             function = conn.scalar(text("SELECT to_regproc('context_location_geometry')"))
         assert "location_geometry" not in columns and function is None
         assert "ix_context_entity_geo" in indexes and INDEX not in indexes
+        upgrade(fresh)  # and up again: the schema is the models' once more
         assert pending_changes(fresh) == []
     finally:
         fresh.db.dispose()

@@ -40,7 +40,7 @@ class Entity(Base):
     entity_id: Mapped[str] = mapped_column(String(512))
     type: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[datetime]
-    modified_at: Mapped[datetime] = mapped_column(index=True)
+    modified_at: Mapped[datetime]
     data: Mapped[dict[str, Any]] = mapped_column(Document)
     # Bounding box of the `location` GeoProperty, for the spatial prefilter.
     min_lon: Mapped[float | None] = mapped_column(Float, default=None)

@@ -32,14 +32,17 @@ from sqlalchemy.orm import Session
 from citybrain.apps.context import entities as ent
 from citybrain.apps.context.errors import (
     BadRequestData,
+    NgsiError,
     NonexistentTenant,
     ResourceNotFound,
 )
 from citybrain.apps.context.geo import DENSIFY_DEGREES, DENSIFY_PARTS, GeoQuery
+from citybrain.apps.context.ingest import IngestResult, Reading, ingest
+from citybrain.apps.context.jsonld import Context
 from citybrain.apps.context.models import AttributeHistory, AttributeValue, Entity, EntityType
 from citybrain.apps.context.query import Node, matches, needs_post_filter, to_prefilter, to_sql
 from citybrain.apps.context.writer import GroupCommit, Job, Outcome, apply_jobs
-from citybrain.sdk import Actor, AppContext
+from citybrain.sdk import Actor, AppContext, utcnow
 
 TENANT_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 READ, WRITE = "context.entity.read", "context.entity.write"
@@ -48,6 +51,7 @@ DRIVING_LOOKUP_ROWS = 1000
 Dialect = Literal["sqlite", "postgresql"]
 Operation = Callable[[dict[str, Any], datetime], ent.UpdateResult]
 WRITER = "context.writer"
+__all__ = ["IngestResult", "Reading", "ingest"]  # re-exported: the sensor ingest path other apps call
 
 
 def check_tenant(value: str | None) -> str:
@@ -186,6 +190,22 @@ def batch(
     """Run a batch create/upsert/update/merge/delete in one transaction; each item succeeds or fails on its own."""
     jobs = batch_jobs(actor, tenant, kind, items, upsert_mode=upsert_mode, no_overwrite=no_overwrite)
     return batch_result(items, apply_jobs(ctx, jobs) if jobs else [])
+
+
+def upsert_entities(
+    ctx: AppContext, actor: Actor, tenant: str, entities: Sequence[Mapping[str, Any]]
+) -> BatchResult:
+    """Create entities, or add and overwrite the given attributes of existing ones (core @context terms)."""
+    actor.require(WRITE)
+    now, context = utcnow(), Context()
+    items: list[dict[str, Any] | Exception] = []
+    for raw in entities:
+        try:
+            items.append(ent.parse_entity(dict(raw), context, now))
+        except NgsiError as exc:
+            exc.entity_id = str(raw.get("id", ""))  # type: ignore[attr-defined]
+            items.append(exc)
+    return batch(ctx, actor, tenant, "upsert", items, upsert_mode="update")
 
 
 def batch_jobs(

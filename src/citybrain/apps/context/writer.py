@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+from uuid import uuid4
 
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
@@ -166,6 +167,8 @@ def _ref(job: Job) -> str:
 def _changed(job: Job, stored: Mapping[str, Any], changes: Iterable[ent.AttrChange]) -> AttributesChanged:
     # The values are the broker's own stored forms, already validated: construct without re-validating them.
     return AttributesChanged.model_construct(
+        event_id=uuid4(),
+        occurred_at=utcnow(),
         tenant=job.tenant,
         entity_id=job.entity_id,
         types=list(stored["type"]),
