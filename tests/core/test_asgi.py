@@ -238,4 +238,5 @@ def test_demo_runners_run_while_serving_the_demo_and_stop_with_it(
         demoapp.demo.STATE.clear()
         with TestClient(create_app(settings, specs)) as client:
             assert client.get("/healthz").json()["status"] == "ok"  # a crashing runner takes nothing down
-        assert demoapp.demo.STATE == expected
+        runs: list[str] = demoapp.demo.STATE
+        assert runs == expected

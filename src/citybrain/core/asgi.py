@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
@@ -130,6 +131,9 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
             await ctx.bus.start()
             await relay.start()
             demos = _start_demos(ctx) if settings.demo else []
+            # What startup built (modules, caches, boundaries) lives as long as the process: the
+            # collector need not scan it again on every full collection.
+            gc.freeze()
             try:
                 yield
             finally:

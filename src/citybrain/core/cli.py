@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -98,11 +99,23 @@ def serve(host: str | None, port: int | None, workers: int, access_log: bool) ->
     _serve(settings, workers, access_log)
 
 
+def _log_to_console() -> None:
+    """Show the platform's own INFO messages (workers connecting, retention runs) beside uvicorn's."""
+    logger = logging.getLogger("citybrain")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def _serve(settings: Settings, workers: int = 1, access_log: bool = True) -> None:
     """Run uvicorn; its "auto" loop and HTTP parser are uvloop and httptools (dependencies) where available."""
     import uvicorn
 
     from citybrain.core.asgi import create_app
+
+    _log_to_console()
 
     if workers > 1:
         click.echo("several workers: set CITYBRAIN_* in the environment; each worker builds its own app")

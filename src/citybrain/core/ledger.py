@@ -69,6 +69,9 @@ class Entry:
 def append_many(conn: Connection, entries: Sequence[Entry]) -> int:
     """Append records in order inside the caller's transaction, locking the chain once; return the last seq."""
     head_query = select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)
+    if not entries:  # nothing to chain: take no lock, so transactions without records never wait
+        current = conn.execute(head_query).first()
+        return current.seq if current else 0
     if conn.dialect.name == "postgresql":
         # Locking the head row serialises appends (and re-reads the newest head once the lock is held);
         # before the first record there is no row to lock, so an advisory lock does it.
@@ -79,8 +82,6 @@ def append_many(conn: Connection, entries: Sequence[Entry]) -> int:
     else:
         head = conn.execute(head_query).first()
     seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS)
-    if not entries:
-        return seq
     # Microsecond precision survives every backend, so the hash can be recomputed from stored values.
     recorded_at = utcnow()
     rows = []

@@ -59,6 +59,14 @@ class GeoQueryError(ValueError):
     """An invalid geo-query: georel, geometry or coordinates."""
 
 
+# Relations a point target answers with one call on the reference: (test, result meaning "matches").
+_POINT_TESTS = {
+    "within": (shapely.contains_xy, True),
+    "intersects": (shapely.intersects_xy, True),
+    "disjoint": (shapely.intersects_xy, False),
+}
+
+
 @dataclass(frozen=True)
 class GeoQuery:
     """A validated geo-query: a relation to a reference geometry, for the GeoProperty ``geoproperty``."""
@@ -72,6 +80,20 @@ class GeoQuery:
 
     def matches(self, geometry_geojson: dict[str, Any]) -> bool:
         """Whether a target GeoJSON geometry stands in the relation; unreadable geometries do not match."""
+        if (
+            isinstance(geometry_geojson, dict)
+            and geometry_geojson.get("type") == "Point"
+            and self.georel in _POINT_TESTS
+        ):
+            position = geometry_geojson.get("coordinates")
+            if (
+                isinstance(position, list)
+                and len(position) in (2, 3)
+                and all(type(n) in (int, float) for n in position)
+            ):
+                # A point needs no shape of its own: one test against the prepared reference.
+                test, expected = _POINT_TESTS[self.georel]
+                return bool(test(self.reference, float(position[0]), float(position[1]))) is expected
         try:
             target = _shape(geometry_geojson, allow_collection=True)
         except GeoQueryError:

@@ -29,7 +29,7 @@ from citybrain.sdk import Actor, AppContext, bulk_insert, utcnow
 
 WRITE = "context.entity.write"
 ACTION = "context.entity.ingest"
-# Readings per history lookup statement (each contributes one OR branch).
+# (entity, attribute) spans per history lookup statement (each contributes one OR branch).
 LOOKUP_CHUNK = 500
 
 
@@ -174,16 +174,23 @@ def _already_stored(
         for target, iri, observed_text, observed, _, _ in points
         if (state := _state_observed(target, iri)) is not None and observed_text <= state
     }
+    spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+    for entity_id, iri, observed in suspects:
+        low, high = spans.get((entity_id, iri), (observed, observed))
+        spans[(entity_id, iri)] = (min(low, observed), max(high, observed))
     found: set[tuple[str, str, datetime]] = set()
-    keys = sorted(suspects)
+    groups = sorted(spans.items())
     h = AttributeHistory
-    for start in range(0, len(keys), LOOKUP_CHUNK):
-        chunk = keys[start : start + LOOKUP_CHUNK]
-        condition = or_(*(and_(h.entity_id == e, h.attr == a, h.observed_at == t) for e, a, t in chunk))
-        stmt = select(h.entity_id, h.attr, h.observed_at).where(
-            h.tenant == tenant, h.dataset_id == "", condition
+    for start in range(0, len(groups), LOOKUP_CHUNK):
+        # Each branch names every column of the history's lookup index, so each is one index range scan.
+        condition = or_(
+            *(
+                and_(h.tenant == tenant, h.entity_id == e, h.attr == a, h.observed_at.between(low, high))
+                for (e, a), (low, high) in groups[start : start + LOOKUP_CHUNK]
+            )
         )
-        found.update((e, a, t) for e, a, t in session.execute(stmt) if t is not None)
+        stmt = select(h.entity_id, h.attr, h.observed_at).where(condition, h.dataset_id == "")
+        found.update(key for e, a, t in session.execute(stmt) if (key := (e, a, t)) in suspects)
     return found
 
 
