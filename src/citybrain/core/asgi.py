@@ -106,7 +106,7 @@ def _start_demos(ctx: AppContext) -> list[asyncio.Task[None]]:
 
 
 async def _demo_runner(label: str, runner: Awaitable[None]) -> None:
-    """Run one app's demo runner; a crash is logged, never taken down the server."""
+    """Run one app's demo runner; a crash is logged and leaves the server running."""
     try:
         await runner
     except asyncio.CancelledError:

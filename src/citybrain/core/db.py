@@ -345,7 +345,8 @@ class UnitOfWork:
             if exc_type is None:
                 session.flush()
                 # The chain is locked only from here to the commit, so concurrent units wait the least.
-                ledger.append_many(session.connection(), self._entries)
+                if self._entries:
+                    ledger.append_many(session.connection(), self._entries)
                 session.commit()
             else:
                 session.rollback()
