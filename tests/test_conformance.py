@@ -102,6 +102,30 @@ def test_the_app_has_a_chinese_catalogue(spec: AppSpec) -> None:
     assert (spec.path / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po").is_file()
 
 
+def test_apps_never_translate_a_shared_message_differently() -> None:
+    # The shell merges every catalogue, so a message two apps translate differently would show either.
+    from babel.messages.pofile import read_po
+
+    from citybrain.core.web import UI_DIR
+
+    seen: dict[str, tuple[str, str]] = {}
+    clashes = []
+    owners = [("kernel", UI_DIR / "locale"), *((spec.label, spec.path / "locale") for spec in discover())]
+    for owner, locale in owners:
+        path = locale / "zh_CN" / "LC_MESSAGES" / "messages.po"
+        if not path.exists():
+            continue
+        with path.open("rb") as handle:
+            catalog = read_po(handle)
+        for message in catalog:
+            if not message.id or not message.string or isinstance(message.id, tuple):
+                continue
+            first = seen.setdefault(message.id, (owner, str(message.string)))
+            if first[1] != message.string:
+                clashes.append(f"{message.id!r}: {first[0]} {first[1]!r}, {owner} {message.string!r}")
+    assert not clashes, "; ".join(clashes)
+
+
 def test_the_kernel_never_imports_an_app() -> None:
     graph = grimp.build_graph("citybrain")
     for module in graph.find_descendants("citybrain.core") | {"citybrain.sdk"}:
