@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from citybrain.core.asgi import create_app
 from citybrain.core.context import AppContext
@@ -26,6 +28,10 @@ PG_URL = os.environ.get("CITYBRAIN_TEST_PG_URL", "postgresql+psycopg://postgres@
 REQUIRE_SERVICES = os.environ.get("CITYBRAIN_REQUIRE_SERVICES") == "1"
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 ADMIN_PASSWORD = "admin-password-123"
+# Passwords are hashed with tiny Argon2id costs here (tests/apps/identity checks the real defaults).
+os.environ.setdefault("CITYBRAIN_IDENTITY_ARGON2_TIME_COST", "1")
+os.environ.setdefault("CITYBRAIN_IDENTITY_ARGON2_MEMORY_KIB", "64")
+os.environ.setdefault("CITYBRAIN_IDENTITY_ARGON2_PARALLELISM", "1")
 
 
 def service_missing(what: str, error: Exception) -> None:
@@ -77,7 +83,14 @@ def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str 
     admin.dispose()
 
 
+LEFTOVERS = (
+    "SELECT pid, state, xact_start, left(query, 200) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
+
+
 def _truncate(url: str) -> None:
+    """Empty every table; a session an earlier test left open is named in a warning and ended, never waited on."""
     engine = create_engine(url)
     with engine.begin() as conn:
         tables = [
@@ -90,8 +103,23 @@ def _truncate(url: str) -> None:
                 )
             )
         ]
-        if tables:
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    if not tables:
+        engine.dispose()
+        return
+    statement = text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    try:
+        with engine.begin() as conn:
+            # idle sessions are what earlier tests' engines left behind: end them before they add up
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM ({LEFTOVERS} AND state = 'idle') AS s"))
+            conn.execute(text("SET LOCAL lock_timeout = '20s'"))
+            conn.execute(statement)
+    except OperationalError:
+        with engine.begin() as conn:
+            left = conn.execute(text(LEFTOVERS)).all()
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM ({LEFTOVERS}) AS s"))
+            warnings.warn(f"sessions left open by an earlier test were ended: {left}", stacklevel=1)
+        with engine.begin() as conn:
+            conn.execute(statement)
     engine.dispose()
 
 

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from citybrain.core.apps import AppSpec, NavItem
 from citybrain.core.bus import Bus, Event
+from citybrain.core.cache import ExpiringCache
 from citybrain.core.cli import with_context
 from citybrain.core.context import AppContext
 from citybrain.core.db import (
@@ -91,6 +92,7 @@ __all__ = [
     "CurrentActor",
     "DepartmentOwnedMixin",
     "Event",
+    "ExpiringCache",
     "Forbidden",
     "Locale",
     "Locked",

@@ -3,14 +3,24 @@
 import threading
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import delete, func, select, text, update
 
 from citybrain.apps.identity.models import Department
 from citybrain.core import ledger
+from citybrain.core.apps import discover
+from citybrain.core.asgi import create_app
 from citybrain.core.context import AppContext
 from citybrain.core.db import WriteOutsideService
 from citybrain.core.ledger import LedgerRecord
 from citybrain.core.permissions import SYSTEM, Actor
+from citybrain.core.settings import Settings
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    """The platform with the identity app only: other apps record writes of their own when they start."""
+    return create_app(settings, [spec for spec in discover() if spec.label == "identity"])
 
 
 def write_departments(ctx: AppContext, count: int) -> None:

@@ -133,7 +133,11 @@ def digest(values: dict[str, Any] | None) -> str:
     """SHA-256 of the canonical JSON of a snapshot ('' for none)."""
     if values is None:
         return ""
-    return hashlib.sha256(orjson.dumps(values, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    try:
+        canonical = orjson.dumps(values, default=str, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # what orjson refuses, such as integers beyond 64 bits
+        canonical = json.dumps(values, default=str, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def _object_ref(obj: Any) -> str:
@@ -180,7 +184,7 @@ def _audit_after_flush(session: Session, _context: Any) -> None:
 def _copy_converter(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
     """How a value of a column type is written by COPY: JSON as text, others through the type's binding."""
     if isinstance(column_type.dialect_impl(dialect), JSON):
-        return lambda value: orjson.dumps(value).decode()
+        return json_text
     processor: Callable[[Any], Any] | None = column_type._cached_bind_processor(dialect)
     return processor
 
@@ -237,6 +241,14 @@ def json_text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
 
 
+def json_value(text: str | bytes) -> Any:
+    """A document column's value: orjson, or the standard library for what orjson refuses (huge ints)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 class Database:
     """Engines and sessions for one running app; SQLite writes take the lock up front."""
 
@@ -256,7 +268,7 @@ class Database:
                 max_overflow=settings.db_max_overflow,
                 pool_recycle=1800,
                 json_serializer=json_text,
-                json_deserializer=orjson.loads,
+                json_deserializer=json_value,
             )
             self.write_engine = self.engine
         for engine in {self.engine, self.write_engine}:
@@ -275,7 +287,7 @@ class Database:
             echo=settings.sql_echo,
             connect_args={"check_same_thread": False, "timeout": 30},
             json_serializer=json_text,
-            json_deserializer=orjson.loads,
+            json_deserializer=json_value,
         )
 
         @event.listens_for(engine, "connect")
@@ -286,6 +298,9 @@ class Database:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # Large groupings (history aggregated over many entities) sort in memory, not in temp files.
+            cursor.execute("PRAGMA temp_store=MEMORY")
+            cursor.execute("PRAGMA cache_size=-32768")  # KiB: 32 MiB of page cache per connection
             cursor.close()
 
         @event.listens_for(engine, "begin")

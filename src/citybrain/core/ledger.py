@@ -132,7 +132,12 @@ class Verdict:
 def verify(session: Session, batch: int = 5000) -> Verdict:
     """Walk the chain in order and name the first edited, deleted or reordered record."""
     prev_hash, prev_seq, checked = GENESIS, 0, 0
-    rows = session.execute(select(LedgerRecord).order_by(LedgerRecord.seq).execution_options(yield_per=batch))
+    # The head first: records appended after it (committed while we walk) are not part of this check.
+    head = session.execute(select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)).first()
+    query = select(LedgerRecord).order_by(LedgerRecord.seq)
+    if head is not None:
+        query = query.where(LedgerRecord.seq <= head.seq)
+    rows = session.execute(query.execution_options(yield_per=batch))
     for rec in rows.scalars():
         expected = chain_hash(
             rec.recorded_at, rec.actor, rec.action, rec.op, rec.obj, rec.before, rec.after, rec.prev_hash
@@ -155,7 +160,6 @@ def verify(session: Session, batch: int = 5000) -> Verdict:
             problem = f"deleted: the record that preceded it in the chain (after #{prev_seq}) is missing"
             return Verdict(False, checked, rec.seq, problem)
         prev_hash, prev_seq, checked = rec.hash, rec.seq, checked + 1
-    head = session.execute(select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)).first()
     if head is not None and (head.seq, head.hash) != (prev_seq, prev_hash):
         return Verdict(
             False,

@@ -155,8 +155,9 @@ def test_one_event_per_entity_and_one_ledger_record_per_batch(client: TestClient
     seed_station(ctx, "urn:ngsi-ld:AirQualityObserved:s2")
     wait_for(lambda: len(received) == 2)
     received.clear()
+    ingests = select(func.count()).where(ledger.LedgerRecord.action == "context.entity.ingest")
     with ctx.read() as session:
-        records = session.scalar(select(func.count()).select_from(ledger.LedgerRecord))
+        records = session.scalar(ingests)
     services.ingest(
         ctx,
         SYSTEM,
@@ -173,11 +174,7 @@ def test_one_event_per_entity_and_one_ledger_record_per_batch(client: TestClient
     assert change.attr == PM25 and change.old is not None and change.old["value"] == 10
     assert change.new is not None and change.new["value"] == 21
     with ctx.read() as session:
-        assert session.scalar(select(func.count()).select_from(ledger.LedgerRecord)) == (records or 0) + 1
-        (entry,) = session.scalars(
-            select(ledger.LedgerRecord).order_by(ledger.LedgerRecord.seq.desc()).limit(1)
-        )
-        assert entry.action == "context.entity.ingest"
+        assert session.scalar(ingests) == (records or 0) + 1
         assert ledger.verify(session).ok
 
 

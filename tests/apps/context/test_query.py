@@ -38,6 +38,7 @@ from citybrain.apps.context.query import (
 from citybrain.apps.context.values import value_rows
 
 PG_URL = os.environ.get("CITYBRAIN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+BACKEND = os.environ.get("CITYBRAIN_TEST_DATABASE", "sqlite")
 REQUIRE_SERVICES = os.environ.get("CITYBRAIN_REQUIRE_SERVICES") == "1"
 DEFAULT = "https://uri.etsi.org/ngsi-ld/default-context/"
 
@@ -542,7 +543,8 @@ def _values_table() -> sa.Table:
     )
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+# Each pass of the suite (SQLite, then PostgreSQL) checks its own database.
+@pytest.fixture(scope="module", params=[BACKEND])
 def database(request: pytest.FixtureRequest) -> Iterator[Database]:
     """An in-memory SQLite database, or a temporary table on the test PostgreSQL server."""
     if request.param == "sqlite":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 
 from citybrain.apps.context import services, temporal
 from citybrain.apps.context.entities import format_datetime
@@ -496,3 +497,212 @@ def test_history_of_every_attribute_even_a_deleted_one(ngsi: TestClient, history
     assert [v for v, _ in body["pm25"]["values"]] == [history[0], *history]
     modified = ngsi.get(f"{BASE}/temporal/entities/{ENTITY}", params={"timeproperty": "modifiedAt"}).json()
     assert {"pm25", "name", "location", "refDevice"} <= set(modified)
+
+
+# --- many entities at once: the same answers as one entity at a time, in a bounded number of statements ---
+
+AQ_TYPE = VOCAB + "AirQualityObserved"
+MANY = 24
+MANY_ATTRS = ("no2", "o3", "pm25")
+Readings = dict[tuple[str, str], list[tuple[datetime, float]]]
+
+
+def many_id(k: int) -> str:
+    return f"urn:ngsi-ld:AirQualityObserved:many-{k:03d}"
+
+
+@pytest.fixture
+def many(ngsi: TestClient, ctx: AppContext) -> Readings:
+    """MANY stations, each attribute on its own irregular schedule from before the window to after it."""
+    created = ngsi.post(
+        f"{BASE}/entityOperations/create",
+        json=[
+            {
+                "id": many_id(k),
+                "type": "AirQualityObserved",
+                # the current values (no observedAt, so off the observedAt axis of the history)
+                **{a: {"type": "Property", "value": 0} for a in MANY_ATTRS if a != "o3" or k % 5},
+            }
+            for k in range(MANY)
+        ],
+    )
+    assert created.status_code == 201, created.text
+    readings: Readings = {}
+    for k in range(MANY):
+        for j, attr in enumerate(MANY_ATTRS):
+            if attr == "o3" and k % 5 == 0:
+                continue  # these stations have no ozone sensor
+            step, offset = 5 + (k + j) % 4, (3 * k + j) % 5 - 40
+            series = [
+                (minute(offset + step * i), float((31 * k + 17 * j + 13 * i) % 53))
+                for i in range((200 - offset) // step)
+            ]
+            add_history(ctx, many_id(k), attr, series)
+            readings[(many_id(k), VOCAB + attr)] = series
+    return readings
+
+
+def _expected_aggregates(
+    series: list[tuple[datetime, float]], origin: datetime
+) -> dict[str, list[list[Any]]]:
+    """Every method per hour from `origin`, by a plain computation over the readings."""
+    hours: dict[int, list[float]] = {}
+    for moment, value in series:
+        hours.setdefault(int((moment - origin) / timedelta(hours=1)), []).append(value)
+    out: dict[str, list[list[Any]]] = {method: [] for method in temporal.AGGREGATES}
+    for hour, values in sorted(hours.items()):
+        mean = sum(values) / len(values)
+        computed = {
+            "totalCount": len(values),
+            "distinctCount": len(set(values)),
+            "sum": sum(values),
+            "avg": mean,
+            "min": min(values),
+            "max": max(values),
+            "stddev": math.sqrt(sum((x - mean) ** 2 for x in values) / len(values)),
+            "sumsq": sum(x * x for x in values),
+        }
+        begin = origin + timedelta(hours=hour)
+        bounds = [format_datetime(begin), format_datetime(begin + timedelta(hours=1))]
+        for method in temporal.AGGREGATES:
+            out[method].append([computed[method], *bounds])
+    return out
+
+
+def _assert_aggregates(body: dict[str, Any], expected: dict[str, list[list[Any]]]) -> None:
+    for method, triples in expected.items():
+        assert [v[1:] for v in body[method]] == [t[1:] for t in triples], method
+        assert [v[0] for v in body[method]] == pytest.approx([t[0] for t in triples]), method
+
+
+def test_aggregates_of_many_entities_match_a_plain_computation(ngsi: TestClient, many: Readings) -> None:
+    response = ngsi.get(
+        f"{BASE}/temporal/entities",
+        params={
+            "type": "AirQualityObserved",
+            "attrs": ",".join(MANY_ATTRS),
+            "timerel": "between",
+            "timeAt": stamp(0),
+            "endTimeAt": stamp(180),
+            "options": "aggregatedValues",
+            "aggrMethods": ",".join(temporal.AGGREGATES),
+            "aggrPeriodDuration": "PT1H",
+            "limit": 100,
+        },
+    )
+    assert response.status_code == 200 and "content-range" not in response.headers
+    body = {item["id"]: item for item in response.json()}
+    assert sorted(body) == [many_id(k) for k in range(MANY)]
+    for k in range(MANY):
+        item = body[many_id(k)]
+        for attr in MANY_ATTRS:
+            series = many.get((many_id(k), VOCAB + attr))
+            if series is None:
+                assert attr not in item
+                continue
+            inside = [(t, v) for t, v in series if minute(0) <= t < minute(180)]
+            _assert_aggregates(item[attr], _expected_aggregates(inside, minute(0)))
+
+
+def test_aggregates_without_a_window_start_at_each_entity_s_oldest_instance(
+    ngsi: TestClient, many: Readings
+) -> None:
+    response = ngsi.post(
+        f"{BASE}/temporal/entityOperations/query",
+        params={"options": "aggregatedValues", "limit": 100},
+        json={
+            "type": "Query",
+            "entities": [{"type": "AirQualityObserved"}],
+            "temporalQ": {"aggrMethods": list(temporal.AGGREGATES), "aggrPeriodDuration": "PT1H"},
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = {item["id"]: item for item in response.json()}
+    # each station's periods start at its own oldest reading (whichever attribute that was), and they differ
+    assert len({s[0][0] for s in many.values()}) > 1
+    for k in range(MANY):
+        mine = {attr: s for (entity_id, attr), s in many.items() if entity_id == many_id(k)}
+        origin = min(t for series in mine.values() for t, _ in series)
+        item = body[many_id(k)]
+        assert {f"{VOCAB}{name}" for name in item if name not in ("id", "type")} == set(mine)
+        for attr, series in mine.items():
+            _assert_aggregates(item[attr.removeprefix(VOCAB)], _expected_aggregates(series, origin))
+
+
+def test_pages_of_many_entities_walk_every_instance_once(ctx: AppContext, many: Readings) -> None:
+    """Small pages over many entities: each series cut at one instant, together they hold every reading."""
+    seen: dict[tuple[str, str], list[tuple[datetime, float]]] = {}
+    window_start, pages = minute(-100), 0
+    while True:
+        query = temporal.TemporalQuery(
+            entities=services.EntityQuery(types=[AQ_TYPE], limit=100),
+            timerel="after",
+            time_at=window_start,
+            instance_limit=10,
+        )
+        result = temporal.temporal_entities(ctx, SYSTEM, "", query)
+        pages += 1
+        for item in result.entities:
+            for attr, instances in item["attrs"].items():
+                assert len(instances) <= 25
+                seen.setdefault((item["id"], attr), []).extend(
+                    (datetime.fromisoformat(i["observedAt"]), i["value"]) for i in instances
+                )
+        if result.content_range is None:
+            break
+        found = RANGE.match(result.content_range)
+        assert found is not None and found[3] == "*"
+        window_start = datetime.fromisoformat(found[2])
+    assert pages > 2
+    assert seen == many
+
+
+def test_last_n_of_many_entities_equals_each_entity_s_own(ngsi: TestClient, many: Readings) -> None:
+    params = {"attrs": "pm25,o3", "lastN": 4, "options": "temporalValues"}
+    response = ngsi.get(
+        f"{BASE}/temporal/entities", params={**params, "type": "AirQualityObserved", "limit": 100}
+    )
+    assert response.status_code == 200 and "content-range" not in response.headers
+    body = {item["id"]: item for item in response.json()}
+    for k in range(MANY):
+        single = ngsi.get(f"{BASE}/temporal/entities/{many_id(k)}", params=params).json()
+        assert body[many_id(k)] == single
+        for attr in ("pm25", "o3"):
+            series = many.get((many_id(k), VOCAB + attr))
+            expected = [[v, format_datetime(t)] for t, v in series[-4:]] if series else None
+            assert (single[attr]["values"] if attr in single else None) == expected
+
+
+def _statements(ctx: AppContext, query: temporal.TemporalQuery) -> int:
+    """How many SQL statements one temporal query runs (the app's background tasks run on other threads)."""
+    count, caller = 0, threading.get_ident()
+
+    def counted(*_: Any) -> None:
+        nonlocal count
+        count += threading.get_ident() == caller
+
+    event.listen(ctx.db.engine, "before_cursor_execute", counted)
+    try:
+        temporal.temporal_entities(ctx, SYSTEM, "", query)
+    finally:
+        event.remove(ctx.db.engine, "before_cursor_execute", counted)
+    return count
+
+
+def test_the_statement_count_does_not_grow_with_the_entities(ctx: AppContext, many: Readings) -> None:
+    window: dict[str, Any] = {"timerel": "between", "time_at": minute(0), "end_time_at": minute(180)}
+    hourly: dict[str, Any] = {"aggr_methods": ["avg", "stddev"], "aggr_period": timedelta(hours=1)}
+    attrs = {VOCAB + a for a in MANY_ATTRS}
+    cases: dict[str, dict[str, Any]] = {
+        "aggregates in a window": {**window, **hourly, "attrs": attrs},
+        "aggregates from each entity's oldest instance": {**hourly},
+        "instances, every attribute": {**window},
+        "instances, paged": {"attrs": attrs, "instance_limit": 10},
+        "lastN": {"attrs": attrs, "last_n": 3},
+    }
+    for name, options in cases.items():
+        counts = []
+        for entities in (2, MANY):
+            query = temporal.TemporalQuery(services.EntityQuery(types=[AQ_TYPE], limit=entities), **options)
+            counts.append(_statements(ctx, query))
+        assert counts[0] == counts[1] <= 4, name

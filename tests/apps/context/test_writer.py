@@ -196,3 +196,17 @@ def test_batches_of_any_size_write_every_entity(ctx: AppContext, size: int) -> N
     assert apply_jobs(ctx, [job("create", n, stored=stored(n, n % 90)) for n in range(size)]) == [None] * size
     assert count(ctx, Entity) == size
     assert [speed(ctx, n) for n in (0, size - 1)] == [0, (size - 1) % 90]
+
+
+def test_an_integer_beyond_a_double_is_kept_but_not_aggregated(ctx: AppContext) -> None:
+    huge = 10**400
+    assert apply_jobs(ctx, [job("create", 9, stored=stored(9, speed=huge))]) == [None]
+    assert speed(ctx, 9) == huge
+    with ctx.read() as session:
+        numbers = session.scalars(
+            select(AttributeHistory.number).where(
+                AttributeHistory.entity_id.like("%w-9"),
+                AttributeHistory.attr == CTX.expand("averageVehicleSpeed"),
+            )
+        ).all()
+    assert numbers == [None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from dataclasses import replace
 
@@ -10,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from citybrain.apps.geo import services
-from citybrain.apps.geo.layers import Layer
+from citybrain.apps.geo.layers import Layer, Swatch
 from citybrain.core.apps import AppSpec, discover
 from citybrain.core.asgi import create_app
 from citybrain.core.context import AppContext
@@ -110,12 +112,41 @@ def ids(response_json: list[dict[str, object]]) -> list[object]:
         ({"popup": ("ok", "not ok")}, "attribute name"),
         ({"filters": ("bbox",)}, "cannot be a filter"),
         ({"popup": ["name"]}, "tuples"),
+        ({"color_by": "status"}, "coloured by 'status' but has no palette"),
+        ({"palette": (Swatch("ok", "#2e9d5b", "正常", "OK"),)}, "has a palette but no color_by"),
+        (
+            {"color_by": "not ok", "palette": (Swatch("ok", "#2e9d5b", "正常", "OK"),)},
+            "not an attribute name",
+        ),
+        ({"color_by": "status", "palette": (Swatch("ok", "green", "正常", "OK"),)}, "'green' of 'ok' is not"),
+        ({"color_by": "status", "palette": (Swatch("ok", "#2e9d5b", " ", "OK"),)}, "needs both labels"),
+        (
+            {
+                "color_by": "status",
+                "palette": (Swatch("a", "#2e9d5b", "甲", "A"), Swatch("a", "#d32f2f", "乙", "B")),
+            },
+            "appears twice",
+        ),
+        ({"color_by": "status", "palette": [Swatch("ok", "#2e9d5b", "正常", "OK")]}, "tuple of Swatch"),
+        ({"color_by": "status", "palette": (("ok", "#2e9d5b"),)}, "tuple of Swatch"),
+        (
+            {"source": "roads", "color_by": "road_class", "palette": (Swatch("a", "#2e9d5b", "甲", "A"),)},
+            "only a layer of entities",
+        ),
     ],
 )
 def test_a_malformed_layer_is_refused(changes: dict[str, object], message: str) -> None:
     fields: dict[str, object] = {"id": "ok", "entity_type": "Thing", "title_zh": "物", "title_en": "Things"}
     with pytest.raises(ValueError, match=message):
         Layer(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_a_layer_coloured_without_a_palette_stops_the_start(settings: Settings) -> None:
+    bad = replace(LAYER_APP, label="geobadpalette", package="tests.apps.geo.badpaletteapp")
+    app = create_app(settings, [*base_apps(), bad])
+    refused = pytest.raises(ValueError, match="layer 'bins' is coloured by 'status' but has no palette")
+    with refused, TestClient(app):
+        pass
 
 
 def test_two_apps_cannot_declare_one_layer_id(settings: Settings) -> None:
@@ -152,17 +183,56 @@ def test_layers_are_declared_ones_then_one_per_undeclared_located_type(
         "icon": "水",
         "popup": ["waterLevel", "riverName"],
         "filters": ["riverName", "status"],
+        "color_by": "status",
+        "palette": [
+            {
+                "value": "normal",
+                "color": "#2e9d5b",
+                "label": "正常",
+                "label_zh": "正常",
+                "label_en": "Normal",
+            },
+            {
+                "value": "warning",
+                "color": "#d32f2f",
+                "label": "超警戒",
+                "label_zh": "超警戒",
+                "label_en": "Above warning level",
+            },
+        ],
         "permission": "context.entity.read",
         "app": "geolayers",
         "count": 4,
         "features": "/api/geo/layers/river-gauges/features",
     }
     assert cameras["count"] == 2 and cameras["permission"] == "geolayers.camera.read"
+    assert cameras["color_by"] is None and cameras["palette"] == []
+    assert roads["color_by"] is None and lights["color_by"] is None and lights["palette"] == []
     assert lights["app"] is None and lights["entity_type"] == "StreetLight" and lights["count"] == 2
     assert lights["title"] == lights["title_en"] == "StreetLight" and lights["icon"] == "S"
     assert lights["color"].startswith("#") and lights["permission"] == "context.entity.read"
     english = admin_client.get("/api/geo/layers?lang=en").json()
     assert [layer["title"] for layer in english] == ["Main roads", "River gauges", "Cameras", "StreetLight"]
+    assert [swatch["label"] for swatch in english[1]["palette"]] == ["Normal", "Above warning level"]
+
+
+def test_the_map_page_carries_the_palette_and_its_legend(admin_client: TestClient) -> None:
+    html = admin_client.get("/geo/map").text
+    legend = html.split('data-legend="river-gauges"', 1)[1].split("</ul>", 1)[0]
+    assert 'aria-label="河道水位站 图例"' in html
+    assert re.findall(
+        r'<li data-value="([^"]*)"><span class="geo-key" style="--swatch: (#\w+)"></span>([^<]+)</li>', legend
+    ) == [
+        ("normal", "#2e9d5b", "正常"),
+        ("warning", "#d32f2f", "超警戒"),
+        ("", "#00838f", "其他或无数值"),
+    ]
+    assert 'data-legend="cameras"' not in html  # a layer of one colour has no legend
+    config = json.loads(html.split('id="geo-map-config">', 1)[1].split("</script>", 1)[0])
+    gauges = next(layer for layer in config["layers"] if layer["id"] == "river-gauges")
+    assert gauges["color_by"] == "status" and [s["value"] for s in gauges["palette"]] == ["normal", "warning"]
+    english = admin_client.get("/geo/map?lang=en").text
+    assert "Above warning level" in english and "Other or no value" in english
 
 
 def test_without_entities_only_the_declared_layers_are_offered(admin_client: TestClient) -> None:
@@ -226,6 +296,7 @@ def test_features_carry_the_popup_attributes_with_their_time_and_district(
             "name": "安昌江az-1水位站",
             "waterLevel": 1.4,
             "riverName": "安昌江",
+            "status": "normal",  # not in the popup, but the layer is coloured by it
             "observedAt": {"waterLevel": "2026-11-24T02:00:00.000000Z"},
             "unitCode": {"waterLevel": "MTR"},
             "district": "510705",

@@ -53,7 +53,7 @@ OWN = "own"
 def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Argon2id with tiny costs, so the many sign-ins stay fast (test_services checks the real costs)."""
     monkeypatch.setattr(
-        services, "_hasher", lambda: PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        services, "_hasher", lambda _ctx: PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     )
 
 

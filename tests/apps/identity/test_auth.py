@@ -29,7 +29,7 @@ API = "/api/identity"
 def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Argon2id with tiny costs: these tests are about tokens, not passwords."""
     monkeypatch.setattr(
-        services, "_hasher", lambda: PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        services, "_hasher", lambda _ctx: PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     )
 
 

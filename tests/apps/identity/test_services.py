@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from argon2.profiles import RFC_9106_LOW_MEMORY
 from sqlalchemy import func, select, text, update
 
 from citybrain.apps.identity import demo, schemas, services
 from citybrain.apps.identity.events import AccountLocked, UserCreated
 from citybrain.apps.identity.models import ApiToken, Department, LoginSession, Role, RoleAssignment, User
+from citybrain.apps.identity.settings import IdentitySettings
 from citybrain.core.context import AppContext
 from citybrain.core.db import OutboxRow, utcnow
 from citybrain.core.errors import Forbidden, Locked, NotFound, Unauthorized, ValidationFailed
@@ -35,7 +37,7 @@ IDENTITY_TABLES = (
 def cheap(monkeypatch: pytest.MonkeyPatch) -> None:
     """Argon2id with tiny costs for tests that hash many passwords."""
     monkeypatch.setattr(
-        services, "_hasher", lambda: PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        services, "_hasher", lambda _ctx: PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     )
 
 
@@ -155,9 +157,10 @@ def test_demo_password_file_is_reused_or_replaced(ctx: AppContext) -> None:
 def test_passwords_are_hashed_with_argon2id_and_weak_hashes_are_upgraded(
     ctx: AppContext, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = services.hash_password(PASSWORD)
+    configured = services._hasher(ctx)
+    real = services.hash_password(ctx, PASSWORD)
     assert real.startswith("$argon2id$") and PASSWORD not in real
-    assert PasswordHasher().verify(real, PASSWORD)
+    assert configured.verify(real, PASSWORD) and not configured.check_needs_rehash(real)
     with ctx.read() as session:
         assert session.get_one(User, seeded.admin_id).password_hash.startswith("$argon2id$")
     with monkeypatch.context() as patched:
@@ -166,11 +169,22 @@ def test_passwords_are_hashed_with_argon2id_and_weak_hashes_are_upgraded(
     with ctx.read() as session:
         weak = session.get_one(User, user_id).password_hash
     assert "m=1024" in weak
-    services.login(ctx, "legacy", PASSWORD)  # the real hasher sees outdated parameters
+    services.login(ctx, "legacy", PASSWORD)  # the configured hasher sees other parameters
     with ctx.read() as session:
         upgraded = session.get_one(User, user_id).password_hash
-    assert upgraded != weak and not PasswordHasher().check_needs_rehash(upgraded)
+    assert upgraded != weak and not configured.check_needs_rehash(upgraded)
     assert services.login(ctx, "legacy", PASSWORD).user.id == user_id
+
+
+def test_argon2_costs_default_to_rfc_9106_and_are_honoured(ctx: AppContext) -> None:
+    """Production hashes with RFC 9106's profile; the suite runs with the cheap costs it configures."""
+    fields = IdentitySettings.model_fields
+    defaults = tuple(fields[f"argon2_{name}"].default for name in ("time_cost", "memory_kib", "parallelism"))
+    profile = RFC_9106_LOW_MEMORY
+    assert defaults == (profile.time_cost, profile.memory_cost, profile.parallelism)
+    conf = ctx.app_setting("identity", IdentitySettings)
+    expected = f"m={conf.argon2_memory_kib},t={conf.argon2_time_cost},p={conf.argon2_parallelism}"
+    assert expected in services.hash_password(ctx, PASSWORD)
 
 
 def test_login_counts_failures_emits_account_locked_and_lets_in_after_the_lockout(

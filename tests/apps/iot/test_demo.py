@@ -118,7 +118,8 @@ def test_seed_registers_the_city_once(departments: AppContext) -> None:
     lines = demo.seed(ctx, backfill_hours=2)
     assert f"Demo sensors: {len(devices)}" in lines[0] and f"{len(devices)} registered now" in lines[0]
     assert "+5 min: 九洲大道拥堵" in lines[1]
-    assert "citybrain simulate --mqtt" in lines[2]
+    assert "every 5 min" in lines[2] and "+25 min yellow, +40 min orange, +60 min red" in lines[2]
+    assert "citybrain simulate --mqtt" in lines[3]
     assert device_count(ctx) == len(devices)
     models = {m.code: m for m in services.list_models(ctx, SYSTEM)}
     assert {k.model_code for k in city.KINDS.values()} <= set(models)
@@ -158,6 +159,24 @@ def test_seed_without_departments_says_so(ctx: AppContext) -> None:
     lines = demo.seed(ctx, backfill_hours=0)
     assert lines[0].startswith("Demo sensors not registered:")
     assert device_count(ctx) == 0
+
+
+async def test_run_reissues_the_forecast_bulletin(ctx: AppContext) -> None:
+    started = utcnow()
+    task = asyncio.create_task(demo.run(ctx, tick=0.2, bulletin_seconds=0.4))
+    await asyncio.sleep(1.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    forecast = "urn:ngsi-ld:AirQualityForecast:510700"
+    stored = await asyncio.to_thread(context.get_entity, ctx, SYSTEM, "", forecast)
+    assert stored["type"] == [DEFAULT + "AirQualityForecast"]
+    # before (or without) a pollution episode the bulletin is quiet
+    assert stored["attrs"][DEFAULT + "dailyAQI"][0]["value"] == [62, 71, 80, 76, 68]
+    issued = datetime.fromisoformat(stored["attrs"][DEFAULT + "issuedAt"][0]["value"])
+    assert issued > started + timedelta(seconds=0.3)  # issued at the start and again since
+    with pytest.raises(ValueError, match="positive"):
+        await demo.publish_bulletins(ctx, None, every=0)
 
 
 async def test_run_stores_new_readings(departments: AppContext) -> None:

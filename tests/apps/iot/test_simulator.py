@@ -13,6 +13,7 @@ import aiomqtt
 import orjson
 import pytest
 
+from citybrain.apps.environment import heavy_pollution as hp
 from citybrain.apps.iot import city
 from citybrain.apps.iot import simulator as sim
 from citybrain.apps.iot.city import KINDS, Device
@@ -295,6 +296,75 @@ def test_an_incident_ramps_holds_and_fades() -> None:
     assert sim.Incident(sim.SILENCE, timedelta(0)).level(1e9) == 1.0
     with pytest.raises(ValueError, match="unknown incident"):
         sim.Incident("earthquake", timedelta(0))
+
+
+# --- the forecast bulletin -------------------------------------------------------------------------
+
+
+def test_the_forecast_bulletin_follows_the_pollution_episode() -> None:
+    start = datetime(2026, 11, 18, 10, 0, tzinfo=LOCAL)
+    timeline = sim.default_timeline(start, incident_devices())
+    episode = next(i for i in timeline.incidents if i.kind == sim.POLLUTION)
+    assert episode.start == timedelta(minutes=15)
+
+    def at(minutes: float) -> sim.Bulletin:
+        return sim.bulletin(timeline, (start + timedelta(minutes=minutes)).timestamp())
+
+    # (minutes after the demo start, stage, the §8.2 level of its forecast in the national scheme)
+    chosen = [
+        (-60, "quiet", None),
+        (0, "quiet", None),
+        (14.9, "quiet", None),
+        (15, "building", None),
+        (25, "yellow", hp.Level.YELLOW),
+        (39.9, "yellow", hp.Level.YELLOW),
+        (40, "orange", hp.Level.ORANGE),
+        (60, "red", hp.Level.RED),  # the whole escalation within the episode's first hour
+        (314.9, "red", hp.Level.RED),  # red while the episode ramps and holds (15 + 180 + 120 min)
+        (315, "easing", hp.Level.YELLOW),  # it fades: the forecast eases
+        (374.9, "easing", hp.Level.YELLOW),
+        (375, "clean", None),  # halfway through the 120-minute fade the forecast is clean
+        (435, "clean", None),  # the episode has ended
+        (2000, "clean", None),
+    ]
+    for minutes, stage, level in chosen:
+        issued = at(minutes)
+        assert (minutes, issued.stage, hp.heavy_pollution_level(issued.daily_aqi)) == (minutes, stage, level)
+        assert len(issued.daily_aqi) == 5
+    # the orange and red bulletins meet the §8.2 conditions the brief names
+    orange, red = at(40).daily_aqi, at(60).daily_aqi
+    assert sum(v > 200 for v in orange) >= 3 and any(v > 300 for v in orange)
+    assert sum(v > 200 for v in red) >= 4 and sum(v > 300 for v in red) >= 2
+    # the schedule the demo prints names the instants the stages change
+    schedule = sim.bulletin_schedule(timeline)
+    assert schedule == [
+        (15, "building"),
+        (25, "yellow"),
+        (40, "orange"),
+        (60, "red"),
+        (315, "easing"),
+        (375, "clean"),
+    ]
+    for minutes, stage in schedule:
+        assert at(minutes).stage == stage != at(minutes - 0.1).stage
+    assert sim.bulletin_schedule(sim.Timeline(start)) == []
+    # no episode, no heavy pollution
+    assert sim.bulletin(None, start.timestamp()).stage == "quiet"
+    assert sim.bulletin(sim.Timeline(start), start.timestamp() + 3600).stage == "quiet"
+
+
+def test_a_bulletin_is_an_air_quality_forecast_entity() -> None:
+    issued = sim.bulletin(None, datetime(2026, 11, 18, 23, 30, tzinfo=LOCAL).timestamp())
+    assert issued.valid_from == datetime(2026, 11, 19, tzinfo=LOCAL)  # day 1 starts at the next midnight
+    entity = issued.entity()
+    assert entity["id"] == "urn:ngsi-ld:AirQualityForecast:510700"
+    assert entity["type"] == "AirQualityForecast"
+    assert entity["dailyAQI"] == {"type": "Property", "value": list(issued.daily_aqi)}
+    assert entity["issuedAt"]["value"] == "2026-11-18T23:30:00.000+08:00"
+    assert entity["validFrom"]["value"] == "2026-11-19T00:00:00+08:00"
+    assert entity["validTo"]["value"] == "2026-11-24T00:00:00+08:00"
+    assert entity["source"]["value"] == "绵阳市生态环境监测中心站"
+    assert entity["areaCode"]["value"] == "510700"
 
 
 # --- scheduling ------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from citybrain.apps.context.errors import BadRequestData
 from citybrain.apps.context.events import AttributesChanged
 from citybrain.apps.context.jsonld import Context
 from citybrain.apps.context.models import AttributeHistory, Entity
-from citybrain.apps.context.values import refresh_values
+from citybrain.apps.context.permissions import may_write
+from citybrain.apps.context.values import history_number, refresh_values
 from citybrain.sdk import Actor, AppContext, bulk_insert, utcnow
 
 WRITE = "context.entity.write"
@@ -45,11 +46,12 @@ class Reading:
 
 @dataclass
 class IngestResult:
-    """Values written, values skipped as already stored, and the readings naming no entity."""
+    """Values written, values skipped as already stored, the readings naming no entity or one not the actor's."""
 
     stored: int = 0
     duplicates: int = 0
     unknown: list[int] = field(default_factory=list)
+    forbidden: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class _Target:
 
     pk: int
     stored: dict[str, Any]
+    department: int | None
     # attribute IRI -> (instance before the batch, newest instance of the batch)
     newest: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = field(default_factory=dict)
 
@@ -79,6 +82,9 @@ def ingest(ctx: AppContext, actor: Actor, tenant: str, readings: Sequence[Readin
             target = targets.get(reading.entity_id)
             if target is None:
                 result.unknown.append(index)
+                continue
+            if not may_write(actor, target.department):
+                result.forbidden.append(index)
                 continue
             observed = _utc(reading.observed_at)
             observed_text = ent.format_datetime(observed)
@@ -103,7 +109,7 @@ def ingest(ctx: AppContext, actor: Actor, tenant: str, readings: Sequence[Readin
                     "dataset_id": "",
                     "observed_at": observed,
                     "modified_at": now,
-                    "number": float(value) if type(value) in (int, float) else None,
+                    "number": history_number(value),
                     "instance": instance,
                 }
             )
@@ -148,12 +154,13 @@ def _utc(moment: datetime) -> datetime:
 def _lock(session: Session, tenant: str, ids: set[str]) -> dict[str, _Target]:
     """Load (and on PostgreSQL lock, in pk order) the entities the readings name."""
     stmt = (
-        select(Entity.pk, Entity.entity_id, Entity.data)
+        select(Entity.pk, Entity.entity_id, Entity.data, Entity.department_id)
         .where(Entity.tenant == tenant, Entity.entity_id.in_(sorted(ids)))
         .order_by(Entity.pk)
         .with_for_update()
     )
-    return {entity_id: _Target(pk, data) for pk, entity_id, data in session.execute(stmt)}
+    rows = session.execute(stmt)
+    return {entity_id: _Target(pk, data, department) for pk, entity_id, data, department in rows}
 
 
 def _state_observed(target: _Target, iri: str) -> str | None:

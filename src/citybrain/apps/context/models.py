@@ -42,6 +42,8 @@ class Entity(Base):
     created_at: Mapped[datetime]
     modified_at: Mapped[datetime]
     data: Mapped[dict[str, Any]] = mapped_column(Document)
+    # The department whose staff may change the entity (its creator's); None: only city-wide writers may.
+    department_id: Mapped[int | None] = mapped_column(default=None)
     # Bounding box of the `location` GeoProperty, for the spatial prefilter.
     min_lon: Mapped[float | None] = mapped_column(Float, default=None)
     min_lat: Mapped[float | None] = mapped_column(Float, default=None)

@@ -42,7 +42,7 @@ from citybrain.apps.context.jsonld import Context
 from citybrain.apps.context.models import AttributeHistory, AttributeValue, Entity, EntityType
 from citybrain.apps.context.query import Node, matches, needs_post_filter, to_prefilter, to_sql
 from citybrain.apps.context.writer import GroupCommit, Job, Outcome, apply_jobs
-from citybrain.sdk import Actor, AppContext, utcnow
+from citybrain.sdk import Actor, AppContext, ProblemError, utcnow
 
 TENANT_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 READ, WRITE = "context.entity.read", "context.entity.write"
@@ -268,7 +268,12 @@ def batch_result(items: Sequence[dict[str, Any] | Exception], outcomes: Sequence
 
 
 def _batch_error(entity_id: str, exc: Exception) -> dict[str, Any]:
-    problem = exc.problem() if hasattr(exc, "problem") else {"title": "Bad request", "detail": str(exc)}
+    if isinstance(exc, NgsiError):
+        problem = exc.problem()
+    elif isinstance(exc, ProblemError):  # the platform's own, e.g. 403 for another department's entity
+        problem = {"type": exc.problem_type(), "title": exc.title, "status": exc.status, "detail": str(exc)}
+    else:
+        problem = {"title": "Bad request", "detail": str(exc)}
     return {"entityId": entity_id, "error": problem}
 
 

@@ -59,3 +59,13 @@ def refresh_values(
     bulk_insert(
         session.connection(), AttributeValue, [row for pk, stored in items for row in value_rows(pk, stored)]
     )
+
+
+def history_number(value: Any) -> float | None:
+    """The number a history row keeps for aggregation: None for non-numbers and integers beyond a double."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None

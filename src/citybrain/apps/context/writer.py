@@ -21,7 +21,8 @@ from citybrain.apps.context.errors import AlreadyExists, ResourceNotFound
 from citybrain.apps.context.events import AttributeChange, AttributesChanged, EntityCreated, EntityDeleted
 from citybrain.apps.context.geo import geometry_bbox
 from citybrain.apps.context.models import AttributeHistory, Entity, EntityType
-from citybrain.apps.context.values import refresh_values
+from citybrain.apps.context.permissions import require_write
+from citybrain.apps.context.values import history_number, refresh_values
 from citybrain.sdk import Actor, AppContext, Event, ProblemError, UnitOfWork, bulk_insert, utcnow
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class _State:
     pk: int | None
     original: dict[str, Any] | None
     current: dict[str, Any] | None
+    department: int | None = None
     touched: bool = False
 
 
@@ -103,13 +105,13 @@ def _lock(session: Session, jobs: Sequence[Job]) -> dict[tuple[str, str], _State
     states: dict[tuple[str, str], _State] = {}
     for tenant, ids in wanted.items():
         stmt = (
-            select(Entity.pk, Entity.entity_id, Entity.data)
+            select(Entity.pk, Entity.entity_id, Entity.data, Entity.department_id)
             .where(Entity.tenant == tenant, Entity.entity_id.in_(sorted(ids)))
             .order_by(Entity.pk)
             .with_for_update()
         )
-        for pk, entity_id, data in session.execute(stmt):
-            states[(tenant, entity_id)] = _State(pk, data, data)
+        for pk, entity_id, data, department in session.execute(stmt):
+            states[(tenant, entity_id)] = _State(pk, data, data, department)
         for entity_id in ids:
             states.setdefault((tenant, entity_id), _State(None, None, None))
     return states
@@ -121,6 +123,9 @@ def _step(uow: UnitOfWork, state: _State, job: Job, now: datetime, plan: _Plan) 
         if state.current is not None:
             raise AlreadyExists(f"entity {job.entity_id} already exists")
         assert job.stored is not None
+        # A new entity belongs to its creator's department (and the creator must hold the write there).
+        require_write(job.actor, job.actor.department_id)
+        state.department = job.actor.department_id
         stored = job.stored
         created = [
             ent.AttrChange(name, i.get("datasetId"), None, i)
@@ -138,6 +143,7 @@ def _step(uow: UnitOfWork, state: _State, job: Job, now: datetime, plan: _Plan) 
         return None
     if state.current is None:
         raise ResourceNotFound(f"entity {job.entity_id} does not exist")
+    require_write(job.actor, state.department)
     before = state.current
     if job.op == "delete":
         state.current, state.touched = None, True
@@ -185,7 +191,6 @@ def _history(plan: _Plan, job: Job, changes: Iterable[ent.AttrChange], now: date
         instance = change.new
         observed = (instance or change.old or {}).get("observedAt")
         value = instance.get("value") if instance else None
-        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
         plan.history.append(
             {
                 "tenant": job.tenant,
@@ -194,7 +199,7 @@ def _history(plan: _Plan, job: Job, changes: Iterable[ent.AttrChange], now: date
                 "dataset_id": change.dataset_id or "",
                 "observed_at": datetime.fromisoformat(observed) if isinstance(observed, str) else None,
                 "modified_at": now,
-                "number": number,
+                "number": history_number(value),
                 "instance": instance,
             }
         )
@@ -225,14 +230,14 @@ def _write(uow: UnitOfWork, states: Mapping[tuple[str, str], _State], plan: _Pla
     """Write the net effect of the jobs with a few set-based statements."""
     session = uow.session
     sqlite = session.get_bind().dialect.name == "sqlite"
-    inserts: list[tuple[str, dict[str, Any]]] = []
+    inserts: list[tuple[str, dict[str, Any], int | None]] = []
     updates: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
     deleted: list[int] = []
     for (tenant, _), state in states.items():
         if not state.touched:
             continue
         if state.pk is None and state.current is not None:
-            inserts.append((tenant, state.current))
+            inserts.append((tenant, state.current, state.department))
         elif state.pk is not None and state.current is None:
             deleted.append(state.pk)
         elif state.pk is not None and state.current is not None and state.original is not None:
@@ -252,10 +257,11 @@ def _write(uow: UnitOfWork, states: Mapping[tuple[str, str], _State], plan: _Pla
         )
     if inserts:
         rows = [
-            {"tenant": tenant, "entity_id": stored["id"], **columns(stored)} for tenant, stored in inserts
+            {"tenant": tenant, "entity_id": stored["id"], "department_id": department, **columns(stored)}
+            for tenant, stored, department in inserts
         ]
         bulk_insert(session.connection(), Entity, rows)
-        created = _with_pks(session, inserts)
+        created = _with_pks(session, [(tenant, stored) for tenant, stored, _ in inserts])
         _set_types(session, created, fresh=True)
         if sqlite:
             _set_boxes(session, created, fresh=True)

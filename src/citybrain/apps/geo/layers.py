@@ -1,8 +1,9 @@
 """Map layers: what an app declares in its own `layers.py` as `LAYERS = [Layer(...), ...]`.
 
 An app that declares layers lists "geo" in its `requires`. Each layer draws the located context
-entities of one type; a located entity type that no app declares still gets a default layer. The geo
-app declares its own road layer here.
+entities of one type, in the layer's colour or coloured by the value of one attribute (`color_by` and
+its `palette`); a located entity type that no app declares still gets a default layer. The geo app
+declares its own road layer here. The declarations are checked when the platform starts.
 """
 
 from __future__ import annotations
@@ -17,6 +18,21 @@ ATTR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
 # Names the features endpoint keeps for itself (a filter attribute cannot be called so).
 RESERVED_PARAMS = frozenset({"bbox", "district", "limit", "lang"})
 Source = Literal["entities", "roads"]
+
+
+@dataclass(frozen=True)
+class Swatch:
+    """One entry of a layer's palette: the features whose attribute has this value take this colour."""
+
+    # The attribute's value as text: a string as it is, a number as JSON writes it ("2"), "true"/"false".
+    value: str
+    color: str  # #rrggbb
+    label_zh: str
+    label_en: str
+
+    def label(self, locale: str) -> str:
+        """The label in a locale."""
+        return self.label_zh if locale == "zh_CN" else self.label_en
 
 
 @dataclass(frozen=True)
@@ -40,9 +56,13 @@ class Layer:
     permission: str = "context.entity.read"
     # "entities": context entities of entity_type; "roads": the geo app's road graph (entity_type unused).
     source: Source = "entities"
+    # Colour each feature by this attribute (a core @context term) through the palette; features whose
+    # value is not in the palette keep the layer's colour. Both are given or neither.
+    color_by: str | None = None
+    palette: tuple[Swatch, ...] = ()
 
     def __post_init__(self) -> None:
-        """Refuse a malformed id, colour or attribute name."""
+        """Refuse a malformed id, colour, attribute name or palette."""
         if not LAYER_ID_RE.match(self.id):
             raise ValueError(f"layer id {self.id!r} must be lowercase letters, digits, '-' and '_'")
         if self.source == "entities" and not self.entity_type.strip():
@@ -59,6 +79,32 @@ class Layer:
             raise ValueError(f"layer {self.id!r}: {', '.join(sorted(reserved))} cannot be a filter attribute")
         if not isinstance(self.popup, tuple) or not isinstance(self.filters, tuple):
             raise ValueError(f"layer {self.id!r}: popup and filters are tuples")
+        self._check_palette()
+
+    def _check_palette(self) -> None:
+        """Refuse a colour_by without a palette (or the reverse) and a malformed palette."""
+        if self.color_by is None and not self.palette:
+            return
+        if self.color_by is None:
+            raise ValueError(f"layer {self.id!r} has a palette but no color_by attribute to apply it to")
+        if not self.palette:
+            raise ValueError(f"layer {self.id!r} is coloured by {self.color_by!r} but has no palette")
+        if self.source != "entities":
+            raise ValueError(f"layer {self.id!r}: only a layer of entities can be coloured by an attribute")
+        if not ATTR_RE.match(self.color_by):
+            raise ValueError(f"layer {self.id!r}: color_by {self.color_by!r} is not an attribute name")
+        if not isinstance(self.palette, tuple) or not all(isinstance(s, Swatch) for s in self.palette):
+            raise ValueError(f"layer {self.id!r}: the palette is a tuple of Swatch")
+        values = [swatch.value for swatch in self.palette]
+        if len(set(values)) != len(values):
+            raise ValueError(f"layer {self.id!r}: a value appears twice in the palette")
+        for swatch in self.palette:
+            if not COLOR_RE.match(swatch.color):
+                raise ValueError(
+                    f"layer {self.id!r}: colour {swatch.color!r} of {swatch.value!r} is not #rrggbb"
+                )
+            if not swatch.label_zh.strip() or not swatch.label_en.strip():
+                raise ValueError(f"layer {self.id!r}: the palette entry {swatch.value!r} needs both labels")
 
 
 LAYERS = [

@@ -16,6 +16,16 @@ class DistrictRead(BaseModel):
     name_en: str = Field(examples=["Fucheng District"])
 
 
+class SwatchRead(BaseModel):
+    """A value of the attribute a layer is coloured by, its colour and its label."""
+
+    value: str = Field(description="The attribute's value as text (a number as JSON writes it).")
+    color: str = Field(examples=["#2e9d5b"])
+    label: str = Field(description="The label in the request's language.")
+    label_zh: str
+    label_en: str
+
+
 class LayerRead(BaseModel):
     """A map layer the caller may see."""
 
@@ -31,6 +41,12 @@ class LayerRead(BaseModel):
     icon: str
     popup: list[str] = Field(description="Attributes the popup shows (empty: the first few of each entity).")
     filters: list[str] = Field(description="Attributes the features can be filtered by, besides district.")
+    color_by: str | None = Field(
+        description="The attribute the features are coloured by through the palette; null: the layer's colour."
+    )
+    palette: list[SwatchRead] = Field(
+        description="The colour of each value of color_by; other values take the layer's colour."
+    )
     permission: str
     app: str | None = Field(description="The app that declares the layer; null for a default layer.")
     count: int = Field(description="Entities of the type (roads: how many roads).")

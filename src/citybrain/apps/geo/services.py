@@ -29,7 +29,7 @@ from citybrain.apps.context.geo import GeoQuery, GeoQueryError, parse_geoquery
 from citybrain.apps.context.jsonld import Context
 from citybrain.apps.context.query import parse_q
 from citybrain.apps.geo.boundaries import Boundaries, District, load
-from citybrain.apps.geo.layers import Layer
+from citybrain.apps.geo.layers import Layer, Swatch
 from citybrain.apps.geo.roads import NoRoute, Road, RoadNetwork, Route, build_network, load_roads
 from citybrain.apps.geo.settings import GeoSettings
 from citybrain.sdk import SYSTEM, Actor, AppContext, BadRequest, NotFound
@@ -43,6 +43,8 @@ __all__ = [
     "NoRoute",
     "Road",
     "Route",
+    "Swatch",
+    "check_layers",
     "city",
     "district",
     "district_at",
@@ -289,6 +291,17 @@ class MapLayer:
             "icon": layer.icon,
             "popup": list(layer.popup),
             "filters": list(layer.filters),
+            "color_by": layer.color_by,
+            "palette": [
+                {
+                    "value": swatch.value,
+                    "color": swatch.color,
+                    "label": swatch.label(locale),
+                    "label_zh": swatch.label_zh,
+                    "label_en": swatch.label_en,
+                }
+                for swatch in layer.palette
+            ],
             "permission": layer.permission,
             "app": self.app,
             "count": self.count,
@@ -316,6 +329,11 @@ def _declared(ctx: AppContext) -> list[MapLayer]:
             found.append(MapLayer(item, spec.label, type_iri))
     state.declared = found
     return found
+
+
+def check_layers(ctx: AppContext) -> int:
+    """Load and check every enabled app's layer declarations (at startup); return how many there are."""
+    return len(_declared(ctx))
 
 
 def _default_layer(type_iri: str, taken: set[str]) -> Layer:
@@ -609,8 +627,12 @@ def _entity_features(
             points.append((float(position[0]), float(position[1])))
         else:
             points.append((math.nan, math.nan))
+    # the features carry the popup attributes and the one the map colours them by
+    carried = found.layer.popup
+    if found.layer.color_by and found.layer.color_by not in carried:
+        carried = (*carried, found.layer.color_by)
     popup = _Popup(
-        attrs=tuple((term, jctx.expand(term)) for term in found.layer.popup),
+        attrs=tuple((term, jctx.expand(term)) for term in carried),
         auto=found.app is None and not found.layer.popup,
         locale=locale,
         jctx=jctx,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from citybrain.sdk import (
     AllDepartments,
     AppContext,
     Conflict,
+    ExpiringCache,
     Forbidden,
     Locked,
     NotFound,
@@ -47,14 +47,19 @@ TOKEN_CACHE = "identity.token_cache"  # noqa: S105 - a key of ctx.extensions, no
 _DUMMY_PASSWORD = "citybrain-timing-equaliser"  # noqa: S105
 
 
-def _hasher() -> PasswordHasher:
-    """The argon2id hasher with the library's recommended parameters (RFC 9106 low-memory profile)."""
-    return PasswordHasher()
+def _hasher(ctx: AppContext) -> PasswordHasher:
+    """The argon2id hasher with the configured costs (by default RFC 9106's low-memory profile)."""
+    conf = ctx.app_setting("identity", IdentitySettings)
+    return PasswordHasher(
+        time_cost=conf.argon2_time_cost,
+        memory_cost=conf.argon2_memory_kib,
+        parallelism=conf.argon2_parallelism,
+    )
 
 
-def hash_password(password: str) -> str:
+def hash_password(ctx: AppContext, password: str) -> str:
     """Hash a password with argon2id."""
-    return _hasher().hash(password)
+    return _hasher(ctx).hash(password)
 
 
 def _sha256(text: str) -> str:
@@ -187,7 +192,7 @@ class SignedIn:
 def login(ctx: AppContext, username: str, password: str, ip: str = "", user_agent: str = "") -> SignedIn:
     """Check credentials; count failures and lock the account after too many; open a session."""
     settings = ctx.settings
-    hasher = _hasher()
+    hasher = _hasher(ctx)
     now = utcnow()
     with ctx.read() as session:
         # usernames are unique regardless of case (see create_user), so sign-in ignores case too
@@ -279,43 +284,12 @@ def authenticate_cookie(ctx: AppContext, cookie: str) -> Actor | None:
         return actor_for(ctx, session, user, session_id=login_session.id)
 
 
-class TokenCache:
+class TokenCache(ExpiringCache[str, Actor, datetime]):
     """Actors of API tokens checked recently, by the SHA-256 of the whole token; only good tokens enter."""
 
-    MAX_ENTRIES = 10_000
-
     def __init__(self) -> None:
-        """Start empty."""
-        self._entries: dict[str, tuple[Actor, datetime]] = {}
-        self._generation = 0
-        self._lock = threading.Lock()
-
-    @property
-    def generation(self) -> int:
-        """Bumped by every clear: a lookup started before a clear must not store its (stale) result."""
-        return self._generation
-
-    def get(self, key: str, now: datetime) -> Actor | None:
-        """The cached actor, unless it is missing or past its deadline."""
-        entry = self._entries.get(key)
-        if entry is None or entry[1] <= now:
-            return None
-        return entry[0]
-
-    def put(self, key: str, actor: Actor, until: datetime, generation: int) -> None:
-        """Remember an actor until `until`, unless the cache was cleared since `generation` was read."""
-        with self._lock:
-            if generation != self._generation:
-                return
-            if len(self._entries) >= self.MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[key] = (actor, until)
-
-    def clear(self) -> None:
-        """Forget every token."""
-        with self._lock:
-            self._generation += 1
-            self._entries.clear()
+        """Start empty; at most 10,000 tokens."""
+        super().__init__(max_entries=10_000)
 
 
 def token_cache(ctx: AppContext) -> TokenCache:
@@ -619,7 +593,7 @@ def get_user(ctx: AppContext, actor: Actor, user_id: int) -> schemas.UserRead:
 def create_user(ctx: AppContext, actor: Actor, data: schemas.UserCreate) -> schemas.UserRead:
     """Create a user in a department the actor administers."""
     actor.require("identity.user.create", data.department_id)
-    password_hash = hash_password(data.password)
+    password_hash = hash_password(ctx, data.password)
     with ctx.uow(actor, "identity.user.create") as uow:
         s = uow.session
         if s.get(Department, data.department_id) is None:
@@ -681,7 +655,7 @@ def deactivate_user(ctx: AppContext, actor: Actor, user_id: int) -> schemas.User
 
 def set_password(ctx: AppContext, actor: Actor, user_id: int, password: str) -> None:
     """Reset a user's password (an administrator's action)."""
-    password_hash = hash_password(password)
+    password_hash = hash_password(ctx, password)
     with ctx.uow(actor, "identity.user.password") as uow:
         user = _visible_user(uow.session, actor, "identity.user.update", user_id)
         _require_outranks(ctx, uow.session, actor, user)
@@ -694,7 +668,7 @@ def change_own_password(ctx: AppContext, actor: Actor, current: str, new: str) -
     """A signed-in user changes their own password, proving the current one."""
     if actor.kind != "user" or actor.id is None:
         raise Unauthorized("Sign in first.")
-    hasher = _hasher()
+    hasher = _hasher(ctx)
     with ctx.uow(actor, "identity.user.password") as uow:
         user = uow.session.get_one(User, actor.id)
         try:

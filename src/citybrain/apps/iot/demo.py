@@ -3,14 +3,17 @@
 `seed` registers the device models and the demo devices (running it again adds nothing), keeps the
 devices' keys in the data directory (so `citybrain simulate --mqtt` can drive them through a broker)
 and fills the last hours of history so the charts are not empty. `run` is the in-process simulator,
-reporting every few seconds through the ingest pipeline, with the scripted incidents.
+reporting every few seconds through the ingest pipeline, with the scripted incidents, and the
+environment monitoring centre's air-quality forecast bulletin, re-issued every few minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,8 +23,19 @@ import orjson
 from citybrain.apps.context import services as context
 from citybrain.apps.iot import city, services
 from citybrain.apps.iot.city import Device
-from citybrain.apps.iot.simulator import InternalSink, Simulator, default_timeline
+from citybrain.apps.iot.simulator import (
+    BULLETIN_SECONDS,
+    Bulletin,
+    InternalSink,
+    Simulator,
+    Timeline,
+    bulletin,
+    bulletin_schedule,
+    default_timeline,
+)
 from citybrain.sdk import SYSTEM, AppContext, ProblemError, utcnow
+
+log = logging.getLogger(__name__)
 
 KEYS_FILE = "iot-demo-device-keys.json"
 SEED = 2026
@@ -182,10 +196,14 @@ def seed(ctx: AppContext, *, backfill_hours: float = BACKFILL_HOURS) -> list[str
     for device in devices:
         kinds[device.kind] = kinds.get(device.kind, 0) + 1
     summary = ", ".join(f"{count} {city.KINDS[kind].name_en.lower()}s" for kind, count in kinds.items())
-    incidents = "; ".join(default_timeline(utcnow(), devices).describe())
+    timeline = default_timeline(utcnow(), devices)
+    incidents = "; ".join(timeline.describe())
+    stages = ", ".join(f"+{int(minutes)} min {stage}" for minutes, stage in bulletin_schedule(timeline))
     return [
         f"Demo sensors: {len(devices)} ({summary}); {created} registered now, {stored} history values stored.",
         f"Scripted incidents after the start: {incidents}.",
+        f"Air-quality forecast bulletins every {BULLETIN_SECONDS / 60:g} min, heavy-pollution warnings graded"
+        f" from them: {stages}.",
         "The in-process simulator keeps them reporting; to drive them through a broker instead:"
         f" citybrain simulate --mqtt mqtt://127.0.0.1:1883 (device keys in {_keys_path(ctx)}).",
     ]
@@ -198,10 +216,47 @@ async def run(
     tick: float = TICK_SECONDS,
     seed: int = SEED,
     incidents: bool = True,
+    bulletin_seconds: float = BULLETIN_SECONDS,
 ) -> None:
     """Keep the demo city alive: every device reports `rate` times a minute, with the scripted incidents."""
     devices = await asyncio.to_thread(registered_devices, ctx)
     start = utcnow()
     timeline = default_timeline(start, devices) if incidents else None
     simulator = Simulator(devices, seed=seed, rate=rate, timeline=timeline)
-    await simulator.run(InternalSink(ctx), tick=tick)
+    bulletins = asyncio.create_task(
+        publish_bulletins(ctx, timeline, every=bulletin_seconds), name="citybrain-iot-bulletins"
+    )
+    try:
+        await simulator.run(InternalSink(ctx), tick=tick)
+    finally:
+        bulletins.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await bulletins
+
+
+def publish_bulletin(ctx: AppContext, issued: Bulletin, tenant: str = "") -> str:
+    """Store a forecast bulletin in the context broker (the entity is created or its attributes replaced)."""
+    body = issued.entity()
+    result = context.upsert_entities(ctx, SYSTEM, tenant, [body])
+    if result.errors:
+        raise RuntimeError(f"the forecast bulletin was refused: {result.errors}")
+    return str(body["id"])
+
+
+async def publish_bulletins(
+    ctx: AppContext,
+    timeline: Timeline | None,
+    *,
+    every: float = BULLETIN_SECONDS,
+    tenant: str = "",
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Issue the forecast bulletin now and then every `every` seconds, until cancelled."""
+    if not every > 0:
+        raise ValueError("the bulletin interval must be positive")
+    while True:
+        try:
+            await asyncio.to_thread(publish_bulletin, ctx, bulletin(timeline, clock()), tenant)
+        except Exception:
+            log.exception("the forecast bulletin could not be stored; trying again at the next issue")
+        await asyncio.sleep(every)

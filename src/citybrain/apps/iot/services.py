@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import io
 import secrets
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -54,6 +53,7 @@ from citybrain.sdk import (
     AllDepartments,
     AppContext,
     Conflict,
+    ExpiringCache,
     Forbidden,
     NotFound,
     ProblemError,
@@ -134,46 +134,12 @@ class DeviceInfo:
     model: ModelInfo
 
 
-class DeviceCache:
+class DeviceCache(ExpiringCache[tuple[str, str], "DeviceInfo | None", float]):
     """Device records read recently, by (tenant, device id); absent devices are remembered as None too."""
 
-    MAX_ENTRIES = 200_000
-
     def __init__(self) -> None:
-        """Start empty."""
-        self._entries: dict[tuple[str, str], tuple[DeviceInfo | None, float]] = {}
-        self._generation = 0
-        self._lock = threading.Lock()
-
-    @property
-    def generation(self) -> int:
-        """Bumped by every clear: a lookup started before a clear must not store its (stale) result."""
-        return self._generation
-
-    def get(self, key: tuple[str, str], now: float) -> tuple[bool, DeviceInfo | None]:
-        """(found, record): found is False when the cache does not know the device (or forgot it)."""
-        entry = self._entries.get(key)
-        if entry is None or entry[1] <= now:
-            return False, None
-        return True, entry[0]
-
-    def put_many(
-        self, items: Mapping[tuple[str, str], DeviceInfo | None], until: float, generation: int
-    ) -> None:
-        """Remember records until `until` (monotonic), unless the cache was cleared since `generation`."""
-        with self._lock:
-            if generation != self._generation:
-                return
-            if len(self._entries) + len(items) > self.MAX_ENTRIES:
-                self._entries.clear()
-            for key, info in items.items():
-                self._entries[key] = (info, until)
-
-    def clear(self) -> None:
-        """Forget every device."""
-        with self._lock:
-            self._generation += 1
-            self._entries.clear()
+        """Start empty; at most 200,000 devices."""
+        super().__init__(max_entries=200_000)
 
 
 def device_cache(ctx: AppContext) -> DeviceCache:
@@ -213,7 +179,7 @@ def lookup_devices(
     found: dict[tuple[str, str], DeviceInfo | None] = {}
     missing: dict[str, list[str]] = {}
     for key in keys:
-        known, info = cache.get(key, now)
+        known, info = cache.lookup(key, now)
         if known:
             found[key] = info
         else:

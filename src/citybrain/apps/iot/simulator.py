@@ -16,6 +16,13 @@ city at any moment. Randomness comes from hashing (seed, name, time bucket), smo
 
 Scripted incidents (`Timeline`) change the series from the demo start on: a pollution episode, a
 congestion, a flood crest, a failing lamp, a detector going silent.
+
+The environment monitoring centre's daily-AQI forecast (`bulletin`, an AirQualityForecast entity)
+follows the pollution episode. The demo compresses time: a bulletin is re-issued every few minutes
+(BULLETIN_SECONDS) instead of once a day, and it forecasts heavy pollution within the episode's first
+hour (yellow after 10 minutes, orange after 25, red after 45), eases when the episode starts to fade and
+is clean again halfway through the fade, so a visitor sees heavy-pollution warnings raised, upgraded
+and lifted.
 """
 
 from __future__ import annotations
@@ -680,6 +687,112 @@ SERIES: dict[str, Callable[[Device, float, int, Effects], Values]] = {
     NOISE: noise_values,
     RAIN: rain_values,
 }
+
+# --- the air-quality forecast bulletin -----------------------------------------------------------
+#
+# The environment monitoring centre forecasts the daily AQI of the coming days; heavy-pollution
+# warnings are issued from that forecast (standards notes §8.2). A real bulletin is issued once a day;
+# the demo compresses it: a bulletin is re-issued every BULLETIN_SECONDS, and its forecast follows the
+# scripted pollution episode by stages, so the whole escalation (yellow, orange, red) happens within
+# the episode's first hour, the forecast eases when the episode starts to fade, and it is clean again
+# halfway through the fade. Without a pollution episode every bulletin is quiet.
+
+FORECAST_TYPE = "AirQualityForecast"  # Smart Data Models (dataModel.Environment)
+FORECAST_SOURCE = "绵阳市生态环境监测中心站"
+FORECAST_AREA = ("510700", "绵阳市")  # GB/T 2260 code and name of the area the bulletin covers
+BULLETIN_SECONDS = 300.0
+MINUTE = 60.0
+# The stages of an episode's bulletins: (name, daily AQI of days 1..5). What §8.2 makes of each one
+# (three-level national scheme): quiet, building and clean: no warning; yellow: 2 days above 200;
+# orange: 4 days above 200 with one above 300; red: 5 days above 200, 3 of them in a row above 300;
+# easing: 2 days above 200 (yellow).
+Stage = tuple[str, tuple[int, ...]]
+QUIET: Stage = ("quiet", (62, 71, 80, 76, 68))
+BUILDING: Stage = ("building", (118, 146, 172, 165, 140))
+YELLOW: Stage = ("yellow", (168, 214, 236, 187, 150))
+ORANGE: Stage = ("orange", (214, 258, 318, 246, 176))
+RED: Stage = ("red", (236, 312, 347, 326, 258))
+EASING: Stage = ("easing", (232, 208, 150, 112, 90))
+CLEAN: Stage = ("clean", (96, 78, 64, 58, 61))
+# Minutes after the episode's start at which the bulletins escalate.
+ESCALATION: tuple[tuple[float, Stage], ...] = (
+    (0.0, BUILDING),
+    (10.0, YELLOW),
+    (25.0, ORANGE),
+    (45.0, RED),
+)
+
+
+@dataclass(frozen=True)
+class Bulletin:
+    """One air-quality forecast bulletin: when it was issued, the first day it covers, the daily AQI."""
+
+    issued_at: float  # epoch seconds
+    valid_from: datetime  # the start of day 1 (midnight, China Standard Time)
+    daily_aqi: tuple[int, ...]
+    stage: str
+
+    def entity(self, area: tuple[str, str] = FORECAST_AREA, source: str = FORECAST_SOURCE) -> dict[str, Any]:
+        """The bulletin as an NGSI-LD AirQualityForecast entity of the area (code, name)."""
+        code, name = area
+        days = len(self.daily_aqi)
+        return {
+            "id": f"urn:ngsi-ld:{FORECAST_TYPE}:{code}",
+            "type": FORECAST_TYPE,
+            "name": {"type": "Property", "value": f"{name}空气质量预报"},
+            "areaServed": {"type": "Property", "value": name},
+            "areaCode": {"type": "Property", "value": code},
+            "source": {"type": "Property", "value": source},
+            "issuedAt": {"type": "Property", "value": iso(self.issued_at)},
+            "validFrom": {"type": "Property", "value": self.valid_from.isoformat()},
+            "validTo": {"type": "Property", "value": (self.valid_from + timedelta(days=days)).isoformat()},
+            "dailyAQI": {"type": "Property", "value": list(self.daily_aqi)},
+        }
+
+
+def _episode_stage(incident: Incident, elapsed: float) -> Stage:
+    """The forecast stage `elapsed` seconds after the demo start for one pollution episode."""
+    minutes = (elapsed - incident.start.total_seconds()) / MINUTE
+    if minutes < 0:
+        return QUIET
+    fading = (incident.ramp + (incident.hold or timedelta(0))).total_seconds() / MINUTE
+    if incident.hold is not None and minutes >= fading:
+        return CLEAN if minutes >= fading + incident.fade.total_seconds() / MINUTE / 2 else EASING
+    stage = QUIET
+    for since, reached in ESCALATION:
+        if minutes >= since:
+            stage = reached
+    return stage
+
+
+def bulletin_schedule(timeline: Timeline) -> list[tuple[float, str]]:
+    """When the bulletins change stage, as (minutes after the demo start, stage), for the first episode."""
+    episodes = [i for i in timeline.incidents if i.kind == POLLUTION]
+    if not episodes:
+        return []
+    episode = min(episodes, key=lambda i: i.start)
+    begin = episode.start.total_seconds() / MINUTE
+    marks = [(begin + since, stage[0]) for since, stage in ESCALATION]
+    if episode.hold is not None:
+        fading = begin + (episode.ramp + episode.hold).total_seconds() / MINUTE
+        marks += [(fading, EASING[0]), (fading + episode.fade.total_seconds() / MINUTE / 2, CLEAN[0])]
+    return marks
+
+
+def bulletin(timeline: Timeline | None, t: float) -> Bulletin:
+    """The forecast bulletin issued at epoch instant `t`, following the timeline's pollution episode."""
+    stage = QUIET
+    if timeline is not None:
+        elapsed = t - timeline.start.timestamp()
+        started = [
+            i for i in timeline.incidents if i.kind == POLLUTION and i.start.total_seconds() <= elapsed
+        ]
+        if started:
+            stage = _episode_stage(max(started, key=lambda i: i.start), elapsed)
+    day, _ = _local(t)
+    valid_from = datetime(day.year, day.month, day.day, tzinfo=LOCAL) + timedelta(days=1)
+    return Bulletin(issued_at=t, valid_from=valid_from, daily_aqi=stage[1], stage=stage[0])
+
 
 # Backfill steps per kind (seconds): hourly air data as the national network publishes it.
 BACKFILL_STEPS: dict[str, float] = {AIR: 3600, TRAFFIC: 900, WATER: 900, LAMP: 3600, NOISE: 900, RAIN: 900}

@@ -1,6 +1,6 @@
-"""The test app's map layers: river gauges for everyone who reads entities, cameras for a few."""
+"""The test app's map layers: river gauges (coloured by status) for everyone who reads entities, cameras for a few."""
 
-from citybrain.apps.geo.layers import Layer
+from citybrain.apps.geo.layers import Layer, Swatch
 
 LAYERS = [
     Layer(
@@ -12,6 +12,11 @@ LAYERS = [
         icon="水",
         popup=("waterLevel", "riverName"),
         filters=("riverName", "status"),
+        color_by="status",
+        palette=(
+            Swatch("normal", "#2e9d5b", "正常", "Normal"),
+            Swatch("warning", "#d32f2f", "超警戒", "Above warning level"),
+        ),
     ),
     Layer(
         id="cameras",

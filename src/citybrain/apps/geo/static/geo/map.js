@@ -298,6 +298,18 @@
     };
   }
 
+  // The colour of a feature: its color_by value's colour in the layer's palette, else the layer's colour.
+  // Values are compared as text, as the palette writes them (2 → "2", true → "true").
+  function paletteOf(layer) {
+    var colors = {};
+    (layer.palette || []).forEach(function (swatch) { colors[swatch.value] = swatch.color; });
+    return function (props) {
+      var value = layer.color_by && props ? props[layer.color_by] : null;
+      if (value === null || value === undefined || typeof value === "object") return layer.color;
+      return Object.prototype.hasOwnProperty.call(colors, String(value)) ? colors[String(value)] : layer.color;
+    };
+  }
+
   cfg.layers.forEach(function (layer) {
     var state = { cfg: layer, visible: true, filters: {}, values: {}, markers: {}, count: 0 };
     if (layer.source === "roads") {
@@ -318,15 +330,26 @@
       });
       state.group = L.layerGroup([state.casing, state.lines]);
     } else {
-      state.icon = L.divIcon({
-        className: "geo-marker", iconSize: [20, 20],
-        html: '<span style="--c:' + layer.color + '">' + escapeHtml(layer.icon || "") + "</span>"
-      });
+      state.colorOf = paletteOf(layer);
+      state.icons = {};
+      state.iconOf = function (props) {
+        var color = state.colorOf(props);
+        return state.icons[color] || (state.icons[color] = L.divIcon({
+          className: "geo-marker", iconSize: [20, 20],
+          html: '<span style="--c:' + color + '">' + escapeHtml(layer.icon || "") + "</span>"
+        }));
+      };
       state.shapes = L.geoJSON(null, {
-        style: function () {
-          return { renderer: renderers.shapes, color: layer.color, weight: 2, fillColor: layer.color, fillOpacity: 0.2 };
+        style: function (f) {
+          var color = state.colorOf(f.properties);
+          // a layer coloured by value draws its lines (road segments) wide enough to read the colour
+          var wide = layer.color_by && f.geometry && /LineString$/.test(f.geometry.type);
+          return {
+            renderer: renderers.shapes, color: color, weight: wide ? 4.5 : 2, opacity: 0.95, lineCap: "round",
+            lineJoin: "round", fillColor: color, fillOpacity: 0.2
+          };
         },
-        pointToLayer: function (f, latlng) { return L.marker(latlng, { icon: state.icon }); },
+        pointToLayer: function (f, latlng) { return L.marker(latlng, { icon: state.iconOf(f.properties) }); },
         onEachFeature: function (feature, lyr) {
           lyr.on("click", function (e) { showPopup(state, lyr, e.latlng); });
         }
@@ -354,11 +377,13 @@
       seen[f.id] = true;
       var latlng = L.latLng(g.coordinates[1], g.coordinates[0]);
       var marker = state.markers[f.id];
+      var icon = state.iconOf(f.properties);
       if (marker) {
         marker.feature = f;
         if (!marker.getLatLng().equals(latlng)) marker.setLatLng(latlng);
+        if (marker.options.icon !== icon) marker.setIcon(icon);
       } else {
-        marker = L.marker(latlng, { icon: state.icon, keyboard: false, title: f.properties.name || f.id, layerId: state.cfg.id });
+        marker = L.marker(latlng, { icon: icon, keyboard: false, title: f.properties.name || f.id, layerId: state.cfg.id });
         marker.feature = f;
         state.markers[f.id] = marker;
         added.push(marker);
@@ -391,7 +416,10 @@
       var all = Object.keys(known).sort();
       var current = select.value;
       while (select.options.length > 1) select.remove(1);
-      all.forEach(function (v) { select.appendChild(new Option(v, v, false, v === current)); });
+      // the values of the attribute the layer is coloured by read as the palette's labels
+      var labels = {};
+      if (attr === state.cfg.color_by) (state.cfg.palette || []).forEach(function (s) { labels[s.value] = s.label; });
+      all.forEach(function (v) { select.appendChild(new Option(labels[v] || v, v, false, v === current)); });
     });
   }
 

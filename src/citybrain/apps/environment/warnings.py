@@ -1,0 +1,38 @@
+"""Warning rules the environment app declares: the heavy-pollution warning (重污染天气预警).
+
+The level is graded from the official daily-AQI forecast by this app (forecasts.py, standards notes
+§8.2) and kept on the forecast entity as `heavyPollutionLevel` (1 blue … 4 red, the warning app's ranks).
+The rule only follows that level: no duration and no hold of its own (the forecast grading holds a step
+down for a number of bulletins), no margin (the level is a whole number).
+"""
+
+from citybrain.apps.environment.forecasts import LEVEL, RULE_CODE
+from citybrain.apps.warning.schemas import RuleSpec
+
+WARNING_RULES = [
+    RuleSpec.model_validate(
+        {
+            "code": RULE_CODE,
+            "name_zh": "重污染天气预警",
+            "name_en": "Heavy air pollution warning",
+            "kind": "threshold",
+            "entity_type": "AirQualityForecast",
+            "category": "Env",
+            "description": "依据环境监测中心站的日空气质量指数预报，按重污染天气预警分级发布（黄色、橙色、红色）。",
+            "conditions": [
+                {
+                    "attr": LEVEL,
+                    "op": ">=",
+                    "levels": [
+                        {"level": "blue", "threshold": 1},
+                        {"level": "yellow", "threshold": 2},
+                        {"level": "orange", "threshold": 3},
+                        {"level": "red", "threshold": 4},
+                    ],
+                    "for_seconds": 0,
+                }
+            ],
+            "hysteresis": {"margin": 0, "hold_seconds": 0},
+        }
+    )
+]

@@ -1,0 +1,15 @@
+"""Permissions the warning app declares."""
+
+from citybrain.sdk import Permission
+
+PERMISSIONS = (
+    Permission("warning.rule.read", "查看预警规则", "View warning rules"),
+    Permission("warning.rule.write", "管理预警规则", "Manage warning rules"),
+    Permission("warning.warning.read", "查看预警", "View warnings"),
+    Permission("warning.warning.acknowledge", "确认预警", "Acknowledge warnings"),
+    Permission("warning.warning.lift", "解除预警", "Lift warnings"),
+    Permission("warning.subscription.read", "查看预警订阅", "View warning subscriptions"),
+    Permission("warning.subscription.write", "管理预警订阅", "Manage warning subscriptions"),
+    Permission("warning.forecast.read", "查看预测", "View forecasts"),
+    Permission("warning.forecast.write", "管理预测序列", "Manage forecast series"),
+)
