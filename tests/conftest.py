@@ -32,6 +32,8 @@ ADMIN_PASSWORD = "admin-password-123"
 os.environ.setdefault("CITYBRAIN_IDENTITY_ARGON2_TIME_COST", "1")
 os.environ.setdefault("CITYBRAIN_IDENTITY_ARGON2_MEMORY_KIB", "64")
 os.environ.setdefault("CITYBRAIN_IDENTITY_ARGON2_PARALLELISM", "1")
+# Tests compute the vital signs when they need them (tests/apps/indicators runs the scheduler itself).
+os.environ.setdefault("CITYBRAIN_INDICATORS_COMPUTE_SECONDS", "0")
 
 
 def service_missing(what: str, error: Exception) -> None:

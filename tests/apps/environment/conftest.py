@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from citybrain.apps.context import services as context
+from citybrain.apps.environment import services
 from citybrain.core.context import AppContext
 from citybrain.core.permissions import SYSTEM
 
@@ -38,6 +39,7 @@ def add_station(ctx: AppContext, code: str, name: str, where: tuple[float, float
         ],
     )
     assert result.success == [entity_id], result.errors
+    services._cache(ctx).clear()  # a picture computed before (the indicators' first round) is not reused
     return entity_id
 
 
@@ -46,11 +48,14 @@ def read(
     entity_id: str,
     readings: Sequence[tuple[datetime, Mapping[str, float]]],
     units: Mapping[str, str] = UNITS,
+    fresh: bool = True,
 ) -> None:
-    """Store readings of a station at the given instants."""
+    """Store readings of a station at the given instants (and forget the cached picture unless not `fresh`)."""
     batch = [
         context.Reading(entity_id, when, dict(values), {k: units[k] for k in values if k in units})
         for when, values in readings
     ]
     result = context.ingest(ctx, SYSTEM, "", batch)
     assert not result.unknown
+    if fresh:
+        services._cache(ctx).clear()

@@ -176,7 +176,7 @@ def test_live_picture_is_reused_for_a_while(ctx: AppContext) -> None:
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     read(ctx, a, [(end - timedelta(minutes=30), {"pm25": 40, "pm10": 60, **BASE})])
     first = services.air_quality(ctx, SYSTEM)
-    read(ctx, a, [(end - timedelta(minutes=20), {"pm25": 120, "pm10": 60, **BASE})])
+    read(ctx, a, [(end - timedelta(minutes=20), {"pm25": 120, "pm10": 60, **BASE})], fresh=False)
     assert services.air_quality(ctx, SYSTEM) is first  # within cache_seconds
     services._cache(ctx).clear()
     fresh = services.air_quality(ctx, SYSTEM)

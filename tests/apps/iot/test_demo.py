@@ -224,7 +224,7 @@ def subscriber() -> Iterator[tuple[str, list[paho.MQTTMessage]]]:
         service_missing("Mosquitto", exc)
     client.loop_start()
     client.subscribe(f"citybrain/{tenant}/+/attrs", qos=1)
-    assert subscribed.wait(5)
+    assert subscribed.wait(20)
     yield tenant, received
     client.loop_stop()
     client.disconnect()

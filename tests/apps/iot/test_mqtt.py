@@ -96,7 +96,7 @@ class Publisher:
         self.client.reconnect_delay_set(1, 1)
         self.client.connect_async("127.0.0.1", self.port)
         self.client.loop_start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not self.client.is_connected():
             assert time.monotonic() < deadline, "the publisher cannot connect"
             time.sleep(0.02)

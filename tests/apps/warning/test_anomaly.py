@@ -13,15 +13,18 @@ import numpy.typing as npt
 import pytest
 
 from citybrain.apps.warning.anomaly import (
+    EPISODES,
     KINDS,
     LEVELS,
     MESSAGES,
     Detector,
     DetectorConfig,
     DriftConfig,
+    DriftDetector,
     Finding,
     SeriesKey,
     ShiftConfig,
+    ShiftDetector,
     SpikeConfig,
     SpikeDetector,
     StuckConfig,
@@ -91,8 +94,8 @@ def test_a_stuck_period_is_found_when_it_is_long_enough_and_escalates_with_time(
     values = pm25(rng, 2 * DAY)
     values[300:345] = values[299]  # the sensor repeats its last reading for 45 readings
     found = feed(Detector(), PM25, values)
-    assert kinds(found) == ["stuck", "stuck"]
-    first, second = found
+    assert kinds(found) == ["stuck", "stuck", "recovered"]
+    first, second, back = found
     # the run starts at reading 299 and holds 12 readings (the minimum) at reading 310
     assert first.since == at(299) and first.time == at(310)
     assert first.value == values[299] and first.severity == "blue"
@@ -100,6 +103,9 @@ def test_a_stuck_period_is_found_when_it_is_long_enough_and_escalates_with_time(
     # three hours after the run began it becomes yellow (level III)
     assert second.since == at(299) and second.time == at(299 + 36) and second.severity == "yellow"
     assert second.duration == timedelta(hours=3)
+    # the value moves again at reading 345: the episode ends there
+    assert (back.ended, back.since, back.time, back.value) == ("stuck", at(299), at(345), values[345])
+    assert back.params["minutes"] == 46 * 5 and "back to normal" in back.text()
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -125,12 +131,15 @@ def test_a_step_drop_is_a_drop_from_the_step_on(seed: int) -> None:
     values = speed(rng, 2 * DAY)
     values[200:] -= 40  # at 00:40 the detector loses calibration and reads 40 km/h too low for good
     found = feed(Detector(), SPEED, values)
-    assert kinds(found) == ["drop"]
-    drop = found[0]
+    assert kinds(found) == ["drop", "recovered"]
+    drop, accepted = found
     assert drop.since == at(200)
     assert at(205) <= drop.time <= at(210)  # confirmed by at least six readings at the new level
     assert 10 < drop.value < 20 and 50 < drop.expected < 60
     assert drop.score > 8
+    # six quiet hours after the step the new level is normal
+    assert accepted.ended == "drop" and accepted.since == at(200)
+    assert accepted.time - drop.time == timedelta(hours=6)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -139,7 +148,8 @@ def test_a_jump_is_a_jump(seed: int) -> None:
     values = pm25(rng, DAY)
     values[150:] += 40
     found = feed(Detector(), PM25, values)
-    assert kinds(found) == ["jump"] and found[0].since == at(150)
+    assert kinds(found) == ["jump", "recovered"] and found[0].since == at(150)
+    assert found[1].ended == "jump"
     assert found[0].value > found[0].expected + 30
 
 
@@ -278,6 +288,7 @@ def test_stuck_by_time_with_sparse_readings() -> None:
         (lambda: ShiftConfig(after=0), "shift.after"),
         (lambda: ShiftConfig(k=-3), "shift.k"),
         (lambda: ShiftConfig(min_shift=math.nan), "shift.min_shift"),
+        (lambda: ShiftConfig(quiet=timedelta(0)), "shift.quiet"),
         (lambda: DriftConfig(alpha=0), "drift.alpha"),
         (lambda: DriftConfig(alpha=1.5), "drift.alpha"),
         (lambda: DriftConfig(warmup=1), "drift.warmup"),
@@ -371,3 +382,72 @@ def test_a_spike_detector_alone_flags_against_a_flat_window_only_with_a_minimum_
     assert [plain.observe(t, v) for t, v in zip(flat, readings, strict=True)] == [None] * 40
     found = [f for t, v in zip(flat, readings, strict=True) if (f := floor.observe(t, v)) is not None]
     assert [(f.kind, f.time, f.value, f.expected) for f in found] == [("spike", flat[30], 70.0, 7.0)]
+
+
+# --- the end of an episode ---------------------------------------------------------------------------
+
+
+def test_every_lasting_kind_can_end_and_a_spike_has_no_episode() -> None:
+    assert set(EPISODES) == {"stuck", "drop", "jump", "drift"} and "recovered" in KINDS
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_a_drop_that_comes_back_ends_there_and_the_step_back_is_no_jump(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = speed(rng, DAY)
+    values[200:230] -= 40  # the detector reads 40 km/h too low for 30 readings (2.5 h), then recovers
+    found = feed(Detector(), SPEED, values)
+    assert kinds(found) == ["drop", "recovered"]
+    drop, back = found
+    assert back.ended == "drop" and back.since == drop.since == at(200)
+    # the median of the last six readings is nearer the old level from the fourth reading back on
+    assert at(232) <= back.time <= at(234)
+    assert abs(back.value - drop.expected) < 15
+
+
+def test_without_a_quiet_period_a_lasting_step_stays_open() -> None:
+    rng = np.random.default_rng(3)
+    values = speed(rng, 2 * DAY)
+    values[200:] -= 40
+    detector = Detector(DetectorConfig(shift=ShiftConfig(quiet=None)))
+    assert kinds(feed(detector, SPEED, values)) == ["drop"]
+
+
+def test_a_step_back_ends_the_episode_instead_of_raising_a_drop() -> None:
+    times = [START + i * STEP for i in range(60)]
+    shift = ShiftDetector(PM25, ShiftConfig(before=6, after=3, k=4.0, min_shift=5.0, quiet=None))
+    level = [30.0 + (i % 2) for i in range(20)] + [80.0 + (i % 2) for i in range(20)]
+    found = [f for t, v in zip(times[:40], level, strict=True) if (f := shift.observe(t, v)) is not None]
+    assert [f.kind for f in found] == ["jump"] and shift.in_episode
+    shift.restart()  # a stuck run restarts the windows; the episode stays open
+    assert shift.in_episode
+    # the series comes back to the old level: the median check ends the episode, and no drop follows
+    back = [30.0 + (i % 2) for i in range(20)]
+    found = [f for t, v in zip(times[40:], back, strict=True) if (f := shift.observe(t, v)) is not None]
+    found += [f for i in range(60, 90) if (f := shift.observe(at(i), 30.0 + (i % 2))) is not None]
+    assert [(f.kind, f.ended) for f in found] == [("recovered", "jump")] and not shift.in_episode
+
+
+def test_a_drift_ends_after_sustain_readings_back_within_bounds() -> None:
+    config = DriftConfig(warmup=10, sustain=3, alpha=1.0, k=4.0, min_deviation=1.0)
+    drift = DriftDetector(PM25, config)
+    peers = [20.0, 21.0, 22.0]
+    found: list[Finding] = []
+    values = [21.0 + 0.1 * (i % 3) for i in range(10)] + [30.0] * 5 + [21.0, 30.0] + [21.0] * 3
+    for i, value in enumerate(values):
+        if (f := drift.observe(at(i), value, peers)) is not None:
+            found.append(f)
+    # away from reading 10; confirmed after three; one reading back is not enough; three are
+    assert [(f.kind, f.time) for f in found] == [("drift", at(12)), ("recovered", at(19))]
+    assert found[1].ended == "drift" and found[1].since == at(10)
+
+
+def test_a_stuck_detector_reports_the_end_of_a_stuck_run_only() -> None:
+    detector = StuckDetector(PM25, StuckConfig(min_readings=3, min_history=3))
+    readings = [1.0, 2.0, 3.0, 4.0, 5.0, 5.0, 5.0, 5.0, 6.0, 7.0, 7.0, 8.0]
+    found = [f for i, v in enumerate(readings) if (f := detector.observe(at(i), v)) is not None]
+    assert [(f.kind, f.ended, f.time) for f in found] == [
+        ("stuck", None, at(6)),
+        ("recovered", "stuck", at(8)),
+    ]
+    assert found[1].params["anomaly"] == "stuck" and found[1].value == 6.0

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from citybrain.apps.context import services as context
@@ -32,6 +33,14 @@ HOUR = timedelta(hours=1)
 # 23 days of hourly means: the 504 points (three weeks) a model is fitted on at least, plus one backtest
 # horizon of 24 and a day to spare.
 DAYS = 23
+# The warning app and what it requires: no other app declares series that these tests would count.
+APPS = ("identity", "context", "geo", "warning")
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    """The platform with the warning app and what it requires."""
+    return create_app(settings.model_copy(update={"apps": APPS}))
 
 
 def problem(response: Any, status: int) -> dict[str, Any]:
@@ -387,7 +396,8 @@ def test_permissions(client: TestClient, ctx: AppContext, seeded: Seeded) -> Non
 def fdeclaring(settings: Settings) -> Iterator[TestClient]:
     """The platform with one more app, which declares a forecast series."""
     specs = [*discover(), replace(FDECLARING, package="tests.apps.warning.fdeclaring")]
-    with TestClient(create_app(settings, specs), base_url="http://testserver") as test_client:
+    only = settings.model_copy(update={"apps": (*APPS, FDECLARING.label)})
+    with TestClient(create_app(only, specs), base_url="http://testserver") as test_client:
         yield test_client
 
 
@@ -420,7 +430,8 @@ def test_the_lifespan_runs_the_job_on_schedule(settings: Settings, monkeypatch: 
     """With no first delay and a short period, the running app examines a new series by itself."""
     monkeypatch.setenv("CITYBRAIN_WARNING_FORECAST_FIRST_DELAY_SECONDS", "0")
     monkeypatch.setenv("CITYBRAIN_WARNING_FORECAST_SECONDS", "0.2")
-    with TestClient(create_app(settings), base_url="http://testserver") as client:
+    only = settings.model_copy(update={"apps": APPS})
+    with TestClient(create_app(only), base_url="http://testserver") as client:
         ctx: AppContext = client.app.state.ctx  # type: ignore[attr-defined]
         assert services.settings(ctx).forecast_seconds == 0.2
         sid = station(ctx, "fc-scheduled")

@@ -22,8 +22,9 @@ from sqlalchemy import select, update
 from citybrain.apps.identity import schemas as ids
 from citybrain.apps.identity import services as identity
 from citybrain.apps.warning import publishing
+from citybrain.apps.warning import services as warning_services
 from citybrain.apps.warning.events import WarningChanged, WarningRaised
-from citybrain.apps.warning.models import Delivery, IssuedWarning, Subscription
+from citybrain.apps.warning.models import Delivery, IssuedWarning, Rule, Subscription
 from citybrain.core.asgi import create_app
 from citybrain.core.context import AppContext
 from citybrain.core.permissions import SYSTEM
@@ -190,7 +191,7 @@ def test_inapp_notification_appears_and_is_read(api: TestClient, ctx: AppContext
     assert note["body"] == f"涪城区fc-01于{shown}发布橙色预警：PM2.5 超标。"
     (english,) = api.get("/api/warning/notifications", params={"lang": "en"}).json()["items"]
     assert english["title"] == "Orange warning: PM2.5 high"
-    assert english["body"].startswith("涪城区fc-01: Orange warning issued at ")
+    assert english["body"].startswith("Fucheng District fc-01: Orange warning issued at ")
     assert api.get("/api/warning/notifications/unread-count").json() == {"unread": 1}
     read = api.post(f"/api/warning/notifications/{note['id']}/read")
     assert read.status_code == 200 and read.json()["read_at"] is not None
@@ -314,6 +315,67 @@ def test_sms_is_sent_through_the_sender(api: TestClient, ctx: AppContext) -> Non
     assert sms.text.startswith("【绵阳城市智脑】橙色预警：PM2.5") and "涪城区" in sms.text
     assert len(sms.text) <= 70 and sms.segments == 1
     assert row.receipt is not None and row.receipt.startswith(sms.message_id)
+
+
+def _issued(
+    entity_id: str, district: str | None = None, rule_id: int = 1, level: str = "orange"
+) -> IssuedWarning:
+    """A warning of the heavy-pollution kind on an entity (not stored)."""
+    return IssuedWarning(
+        id=7, rule_id=rule_id, rule_code="heavy-pollution", title="重污染天气预警", scope_key=entity_id,
+        entity_id=entity_id, district=district, level=level, status="active", raised_at=T0, changed_at=T0,
+        values={},
+    )  # fmt: skip
+
+
+def _payload(ctx: AppContext, warning: IssuedWarning, transition: str = "raised") -> dict[str, Any]:
+    """What subscribers receive of a warning event."""
+    fact = publishing.Fact("e-1", warning.id, transition, warning.level, warning.district, None, T0, {})
+    return publishing.summary(ctx, warning, ("重污染天气预警", "Heavy air pollution warning"), fact)
+
+
+def test_texts_name_the_city_and_districts_not_their_codes(ctx: AppContext) -> None:
+    """A city-wide warning says 绵阳市, a district's says its name; an entity in a district keeps its id."""
+    city = _payload(ctx, _issued("urn:ngsi-ld:AirQualityForecast:510700"))
+    assert (city["warning"]["area"], city["warning"]["area_name"]) == ("510700", "绵阳市")
+    sms = publishing.sms_text(ctx, city)
+    assert sms.startswith("【绵阳城市智脑】橙色预警：重污染天气预警，绵阳市，") and "510700" not in sms
+    params = publishing.notification_params(ctx, city)
+    assert (params["where"], params["where_en"]) == ("绵阳市", "Mianyang")
+
+    fucheng = _payload(ctx, _issued("urn:ngsi-ld:AirQualityForecast:510703"), "lifted")
+    sms = publishing.sms_text(ctx, fucheng)
+    assert sms.startswith("【绵阳城市智脑】橙色预警解除：重污染天气预警，涪城区，") and "510703" not in sms
+    assert publishing.notification_params(ctx, fucheng)["where_en"] == "Fucheng District"
+
+    station = _payload(ctx, _issued("urn:ngsi-ld:AirQualityObserved:fc-01", district="510703"))
+    assert "，涪城区fc-01，" in publishing.sms_text(ctx, station)
+    assert publishing.notification_params(ctx, station)["where_en"] == "Fucheng District fc-01"
+    unknown = _payload(ctx, _issued("urn:ngsi-ld:AirQualityForecast:999999"))
+    assert unknown["warning"]["area"] is None and "，999999，" in publishing.sms_text(ctx, unknown)
+
+
+def test_a_city_wide_warning_is_named_in_cap_and_placed_on_the_map(api: TestClient, ctx: AppContext) -> None:
+    """CAP says 绵阳市 (not the entity id) and the warning centre's map puts the warning at the city centre."""
+    station(ctx, "fc-city")  # the rule's entity type exists
+    assert api.post("/api/warning/rules", json=rule_body()).status_code == 201
+    with ctx.read() as session:
+        rule_id = session.scalars(select(Rule.id)).one()
+    with ctx.uow(SYSTEM, "test.warning") as uow:
+        row = _issued("urn:ngsi-ld:AirQualityForecast:510700", rule_id=rule_id)
+        row.id = None  # type: ignore[assignment]
+        uow.session.add(row)
+        uow.session.flush()
+        warning_id = row.id
+    alert = warning_services.cap_alert(ctx, SYSTEM, warning_id).decode()
+    assert "<areaDesc>绵阳市</areaDesc>" in alert and "重污染天气预警（绵阳市）" in alert
+    html = api.get("/warning/warnings", headers={"Accept": "text/html"}).text
+    markers = json.loads(html.split('id="warning-markers">', 1)[1].split("</script>", 1)[0])
+    (marker,) = markers
+    assert (marker["id"], marker["placed"]) == (warning_id, "city")
+    assert 103.0 < marker["lon"] < 106.0 and 30.5 < marker["lat"] < 33.0  # inside Mianyang's outline
+    text = json.loads(html.split('id="warning-map-text">', 1)[1].split("</script>", 1)[0])
+    assert text["city_centre"] == "全市范围的预警，标在市中心"
 
 
 def test_long_sms_is_shortened_and_segments_counted() -> None:

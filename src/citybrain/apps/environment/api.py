@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from citybrain.apps.environment import aqi, schemas, services
+from citybrain.apps.environment import aqi, schemas, series, services
 from citybrain.sdk import Ctx, CurrentActor, ValidationFailed
 
 router = APIRouter()
@@ -23,6 +23,12 @@ def air(ctx: Ctx, actor: CurrentActor) -> schemas.AirQualityRead:
 def station(entity_id: EntityId, ctx: Ctx, actor: CurrentActor) -> schemas.StationHistoryRead:
     """One station's hourly AQI and 1-hour mean concentrations over the last hours."""
     return schemas.station_history_read(services.station(ctx, actor, entity_id))
+
+
+@router.get("/stations/{entity_id}/forecast", response_model=list[schemas.StationForecastRead])
+def station_forecast(entity_id: EntityId, ctx: Ctx, actor: CurrentActor) -> list[schemas.StationForecastRead]:
+    """The platform's forecast of the station's PM2.5, PM10 and O3 for the next 24 hours, with 80 % intervals."""
+    return [schemas.station_forecast_read(f) for f in series.station_forecasts(ctx, actor, entity_id)]
 
 
 @router.post("/aqi", response_model=schemas.AqiRead)

@@ -29,6 +29,7 @@ from citybrain.apps.environment import aqi
 from citybrain.apps.environment import heavy_pollution as hp
 from citybrain.apps.environment.aqi import N_
 from citybrain.apps.environment.settings import EnvironmentSettings
+from citybrain.apps.warning import places
 from citybrain.apps.warning import services as warning
 from citybrain.apps.warning.schemas import WarningRead
 from citybrain.sdk import SYSTEM, Actor, AppContext, ProblemError
@@ -275,6 +276,12 @@ def _days(values: Any, valid_from: datetime | None, zone: ZoneInfo) -> tuple[For
     return tuple(days)
 
 
+def _area_name(ctx: AppContext, code: str) -> str:
+    """The Chinese name of an area by its division code (绵阳市 for 510700), '' when unknown."""
+    found = places.division(ctx, code) if code else None
+    return found.name_zh if found is not None else ""
+
+
 def forecasts(ctx: AppContext, actor: Actor) -> list[Forecast]:
     """The latest forecast of every area (the city first), with its official heavy-pollution level."""
     actor.require(READ)
@@ -294,7 +301,7 @@ def forecasts(ctx: AppContext, actor: Actor) -> list[Forecast]:
                 entity_id=str(stored["id"]),
                 name=_text(stored, "name") or str(stored["id"]),
                 area_code=_text(stored, "areaCode"),
-                area_name=_text(stored, "areaServed"),
+                area_name=_text(stored, "areaServed") or _area_name(ctx, _text(stored, "areaCode")),
                 source=_text(stored, "source"),
                 issued_at=_moment(_value(stored, ISSUED)),
                 valid_from=valid_from,

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from citybrain.apps.environment import aqi
+from citybrain.apps.environment import aqi, series
 from citybrain.apps.environment import services as svc
 
 
@@ -235,4 +235,45 @@ def air_quality_read(picture: svc.AirQuality) -> AirQualityRead:
         city=CityHistoryRead(**area_read(picture.city).model_dump(), hours=hours),
         districts=[area_read(d) for d in picture.districts],
         stations=[station_read(s) for s in picture.stations],
+    )
+
+
+class StationForecastRead(BaseModel):
+    """The platform's forecast of one pollutant at a station: hourly means and the 80 % interval, or why none."""
+
+    attr: str = Field(examples=["pm25"])
+    status: series.Status = Field(
+        description="missing: no series yet; pending: not examined yet; short: too little history; failed."
+    )
+    detail: str | None
+    history_hours: int | None = Field(description="Hours of history the last run found.")
+    needed_hours: int | None = Field(description="Hours of history a forecast needs.")
+    model: str | None
+    issued_at: datetime | None
+    data_end: datetime | None
+    hours: list[datetime] = Field(
+        description="The end of each forecast hour (the hour before it is forecast)."
+    )
+    mean: list[float]
+    lower_80: list[float]
+    upper_80: list[float]
+    backtest_mae: list[float] = Field(description="The model's backtest MAE 1, 2, … hours ahead.")
+
+
+def station_forecast_read(found: series.StationForecast) -> StationForecastRead:
+    """The API shape of a station's pollutant forecast."""
+    return StationForecastRead(
+        attr=found.attr,
+        status=found.status,
+        detail=found.detail,
+        history_hours=found.points,
+        needed_hours=found.needed,
+        model=found.model,
+        issued_at=found.issued_at,
+        data_end=found.data_end,
+        hours=list(found.hours),
+        mean=list(found.mean),
+        lower_80=list(found.lower),
+        upper_80=list(found.upper),
+        backtest_mae=list(found.mae),
     )

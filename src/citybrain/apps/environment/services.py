@@ -338,11 +338,9 @@ def _picture(ctx: AppContext, config: EnvironmentSettings, now: datetime) -> Air
     )
 
 
-def station(ctx: AppContext, actor: Actor, entity_id: str, now: datetime | None = None) -> Station:
-    """One station with its hourly AQI over the last complete hours (404 when it is no station)."""
-    actor.require(READ)
+def station_entity(ctx: AppContext, entity_id: str) -> dict[str, Any]:
+    """The stored entity of a station (404 when it is no station)."""
     config = settings(ctx)
-    start, end = hour_window(now or utcnow(), config.trend_hours)
     try:
         stored = context.get_entity(ctx, SYSTEM, config.tenant, entity_id)
     except ProblemError:
@@ -350,6 +348,15 @@ def station(ctx: AppContext, actor: Actor, entity_id: str, now: datetime | None 
     station_type = Context().expand_type(config.station_type)
     if stored is None or station_type not in stored.get("type", ()):
         raise NotFound("No air-quality station has the id {id}.", id=entity_id)
+    return stored
+
+
+def station(ctx: AppContext, actor: Actor, entity_id: str, now: datetime | None = None) -> Station:
+    """One station with its hourly AQI over the last complete hours (404 when it is no station)."""
+    actor.require(READ)
+    config = settings(ctx)
+    start, end = hour_window(now or utcnow(), config.trend_hours)
+    stored = station_entity(ctx, entity_id)
     means = _hourly_means(ctx, config, _fetch_from(start), end, [entity_id])
     return _station(ctx, stored, means.get(entity_id, {}), start)
 

@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from citybrain.apps.environment import aqi, forecasts, services
+from citybrain.apps.environment import aqi, forecasts, series, services
 from citybrain.apps.environment import heavy_pollution as hp
+from citybrain.apps.environment.aqi import N_
 from citybrain.apps.warning.schemas import LEVEL_COLORS
 from citybrain.sdk import AppContext, Ctx, CurrentActor, Locale, render, utcnow
 
@@ -35,6 +36,13 @@ POLLUTANT_NAMES: dict[str, str] = {
 UNITS: dict[str, str] = {a: ("mg/m³" if a == "co" else "µg/m³") for a in POLLUTANT_NAMES}
 DARK_TEXT_LEVELS = (1, 2, 3)  # green, yellow and orange take dark text; the rest take white
 DARK_TEXT_WARNINGS = ("yellow",)  # the warning colours that take dark text
+# Display names of the forecasting models (the baseline's name is translated; the others are names).
+MODEL_NAMES: dict[str, str] = {
+    "seasonal_naive": N_("Seasonal naive"),
+    "ets": "AutoETS",
+    "mstl": "MSTL",
+    "lightgbm": "LightGBM",
+}
 
 
 def _chart_time(moment: datetime, zone: ZoneInfo) -> int:
@@ -119,6 +127,27 @@ def _pollutant_series(hours: Sequence[services.HourValue], zone: ZoneInfo) -> di
     return series
 
 
+def _points(hours: Sequence[datetime], values: Sequence[float], zone: ZoneInfo) -> list[list[Any]]:
+    """Chart points of forecast hours (labelled by their end) and values."""
+    return [[_chart_time(h, zone), round(v, 1)] for h, v in zip(hours, values, strict=True)]
+
+
+def _forecast_chart(
+    found: series.StationForecast, observed: Sequence[list[Any]], zone: ZoneInfo
+) -> dict[str, Any]:
+    """A pollutant's chart: the observed 1-hour means, the forecast means and the 80 % band."""
+    return {
+        "id": f"forecast-{found.attr}",
+        "attr": found.attr,
+        "name": POLLUTANT_NAMES[found.attr],
+        "unit": UNITS[found.attr],
+        "observed": list(observed),
+        "mean": _points(found.hours, found.mean, zone),
+        "lower": _points(found.hours, found.lower, zone),
+        "upper": _points(found.hours, found.upper, zone),
+    }
+
+
 def _sorted(stations: Sequence[services.Station], sort: str) -> list[services.Station]:
     """Stations in the order the table asks for; stations without an AQI go last."""
 
@@ -148,12 +177,14 @@ def overview(
     picture = services.air_quality(ctx, actor)
     zone = ZoneInfo(ctx.settings.timezone)
     outlook = forecasts.outlook(ctx, actor)
+    peaks = series.peaks(ctx, actor, [s.entity_id for s in picture.stations])
     return _page(
         request,
         ctx,
         locale,
         "environment/overview.html",
         picture=picture,
+        peaks=peaks,
         city=picture.city,
         stations=_sorted(picture.stations, sort),
         sort=sort,
@@ -183,12 +214,20 @@ def station_page(
         for term in services.ATTRIBUTES
         if pollutants.get(term)
     ]
+    predicted = [
+        (f, _forecast_chart(f, pollutants.get(f.attr, []), zone) if f.ready else None)
+        for f in series.station_forecasts(ctx, actor, entity_id)
+    ]
     return _page(
         request,
         ctx,
         locale,
         "environment/station.html",
         station=station,
+        predicted=predicted,
+        forecast_charts=[c for _f, c in predicted if c is not None],
+        first_minutes=series.first_forecast_minutes(ctx),
+        model_names=MODEL_NAMES,
         chart={"id": "station-aqi", "points": _aqi_points(station.hours, zone)},
         charts=charts,
     )

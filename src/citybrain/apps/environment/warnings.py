@@ -7,7 +7,7 @@ down for a number of bulletins), no margin (the level is a whole number).
 """
 
 from citybrain.apps.environment.forecasts import LEVEL, RULE_CODE
-from citybrain.apps.warning.schemas import RuleSpec
+from citybrain.apps.warning.schemas import HealthWatch, RuleSpec
 
 WARNING_RULES = [
     RuleSpec.model_validate(
@@ -36,3 +36,24 @@ WARNING_RULES = [
         }
     )
 ]
+
+
+# Device health (设备健康) of the air-quality stations: a stuck analyser, a step in its readings or a drift
+# away from the stations around it raises a device-health warning; a single implausible reading (a spike)
+# is a data-quality flag. Concentrations are reported in whole µg/m³ (CO in 0.01 mg/m³): smaller
+# deviations are no finding.
+HEALTH_WATCHES = [
+    HealthWatch(
+        code="health.air-quality-station",
+        name_zh="空气质量监测站设备健康",
+        name_en="Air quality station health",
+        entity_type="AirQualityObserved",
+        category="Env",
+        attrs=["pm25", "pm10", "no2", "so2", "o3", "co"],
+        peers_within_m=8000,
+        min_change={"pm25": 2, "pm10": 3, "no2": 2, "so2": 2, "o3": 3, "co": 0.05},
+    )
+]
+
+# The hourly forecast series of the stations' pollutants (declared in series.py, read here by the warning app).
+from citybrain.apps.environment.series import FORECASTS as FORECASTS  # noqa: E402

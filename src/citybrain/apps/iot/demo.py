@@ -45,6 +45,9 @@ RATE = 6.0
 TICK_SECONDS = 1.0
 # Messages per ingest call of the backfill.
 BACKFILL_BATCH = 200
+# Days of hourly history the air-quality stations get before those hours on a new database: the
+# platform's pollutant forecasts need about four weeks of hourly means (a weekly season) to start.
+FORECAST_HISTORY_DAYS = 28.0
 LOOKUP_CHUNK = 500
 
 
@@ -163,12 +166,17 @@ def latest_readings(ctx: AppContext, devices: Sequence[Device], tenant: str = ""
 
 
 def backfill(
-    ctx: AppContext, devices: Sequence[Device], hours: float, seed: int = SEED, tenant: str = ""
+    ctx: AppContext,
+    devices: Sequence[Device],
+    hours: float,
+    seed: int = SEED,
+    tenant: str = "",
+    end: datetime | None = None,
 ) -> int:
-    """Store the last `hours` of every device's series (what is already stored is skipped); values stored."""
+    """Store the `hours` before `end` (default: now) of every device's series (what is stored is skipped); values stored."""
     if hours <= 0 or not devices:
         return 0
-    end = utcnow()
+    end = end or utcnow()
     simulator = Simulator(devices, seed=seed)
     sink = InternalSink(ctx, tenant, batch_size=BACKFILL_BATCH)
     batch: list[tuple[Device, bytes]] = []
@@ -183,7 +191,12 @@ def backfill(
     return sink.stored
 
 
-def seed(ctx: AppContext, *, backfill_hours: float = BACKFILL_HOURS) -> list[str]:
+def seed(
+    ctx: AppContext,
+    *,
+    backfill_hours: float = BACKFILL_HOURS,
+    forecast_history_days: float = FORECAST_HISTORY_DAYS,
+) -> list[str]:
     """Register Mianyang's demo sensors (idempotent), fill recent history, and say how to drive them."""
     ensure_models(ctx)
     devices = city.city_devices(ctx)
@@ -191,7 +204,12 @@ def seed(ctx: AppContext, *, backfill_hours: float = BACKFILL_HOURS) -> list[str
         created = ensure_devices(ctx, devices)
     except ProblemError as exc:
         return [f"Demo sensors not registered: {exc}"]
-    stored = backfill(ctx, devices, backfill_hours)
+    stored = 0
+    if backfill_hours > 0:
+        air = [d for d in devices if d.kind == city.AIR]
+        earlier = utcnow() - timedelta(hours=backfill_hours)
+        stored += backfill(ctx, air, forecast_history_days * 24, end=earlier)
+    stored += backfill(ctx, devices, backfill_hours)
     kinds: dict[str, int] = {}
     for device in devices:
         kinds[device.kind] = kinds.get(device.kind, 0) + 1

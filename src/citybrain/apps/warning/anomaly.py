@@ -37,6 +37,12 @@ spike is ranked by score and is at most yellow, a drop or jump by score, a stuck
 drift by both. Stuck and drift episodes are reported when first confirmed and again each time their
 severity rises.
 
+An episode's end is reported too, as a `recovered` finding whose `ended` names the kind that ended: a
+stuck sensor's value moves again; a drift stays back within bounds for `sustain` readings; after a drop or
+a jump, the median of the last `after` readings is nearer the level before the step than the level after
+it (or a step back is confirmed), or `quiet` has passed since the step without another one (the new
+level is then normal). A spike is a single reading and has no episode.
+
 A finding's `message` is an English template with `params` (str.format names), marked for the
 translation catalogue; `text()` renders the English line.
 """
@@ -52,10 +58,12 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Literal, NamedTuple
 
-Kind = Literal["stuck", "spike", "drop", "jump", "drift"]
+Kind = Literal["stuck", "spike", "drop", "jump", "drift", "recovered"]
 Level = Literal["blue", "yellow", "orange", "red"]
 LEVELS: tuple[Level, ...] = ("blue", "yellow", "orange", "red")
-KINDS: tuple[Kind, ...] = ("stuck", "spike", "drop", "jump", "drift")
+KINDS: tuple[Kind, ...] = ("stuck", "spike", "drop", "jump", "drift", "recovered")
+# The kinds that last (an episode, ended by a `recovered` finding); a spike is one reading.
+EPISODES: tuple[Kind, ...] = ("stuck", "drop", "jump", "drift")
 MAD_TO_SIGMA = 1.4826  # 1 / Φ⁻¹(3/4): the MAD of normal noise times this is its standard deviation
 DEFAULT_ESCALATION = (timedelta(hours=3), timedelta(hours=12), timedelta(hours=48))
 Params = Mapping[str, str | int | float]
@@ -76,6 +84,7 @@ MESSAGES: dict[Kind, str] = {
     "drift": N_(
         "{attribute} of {entity} has drifted {offset} away from its {peers} neighbours for {minutes} min."
     ),
+    "recovered": N_("{attribute} of {entity} is back to normal at {value} after {minutes} min."),
 }
 
 
@@ -100,6 +109,7 @@ class Finding:
     severity: Level
     message: str  # English template, str.format names from params
     params: Params
+    ended: Kind | None = None  # a recovered finding: the kind of the episode that ended
 
     @property
     def duration(self) -> timedelta:
@@ -209,10 +219,18 @@ class ShiftConfig:
     after: int = 6
     k: float = 8.0
     min_shift: float = 0.0
+    # After this long without another step the new level is normal and the episode ends (None: never).
+    quiet: timedelta | None = timedelta(hours=6)
 
     def __post_init__(self) -> None:
         """Check every field; a bad one raises ValueError naming it."""
         _require(self.before >= 3, "shift.before", "at least 3", self.before)
+        _require(
+            self.quiet is None or self.quiet > timedelta(0),
+            "shift.quiet",
+            "a positive duration or None",
+            self.quiet,
+        )
         _require(self.after >= 3, "shift.after", "at least 3", self.after)
         _require(math.isfinite(self.k) and self.k > 0, "shift.k", "> 0", self.k)
         _require(
@@ -308,6 +326,20 @@ def _minutes(duration: timedelta) -> int:
     return int(duration.total_seconds() // 60)
 
 
+def _recovered(series: SeriesKey, ended: Kind, time: datetime, since: datetime, value: float) -> Finding:
+    """The end of an episode of the kind `ended` that began at `since`, seen on a reading at `time`."""
+    params: dict[str, str | int | float] = {
+        "entity": series.entity,
+        "attribute": series.attribute,
+        "value": _round(value),
+        "minutes": _minutes(time - since),
+        "anomaly": ended,
+    }
+    return Finding(
+        "recovered", series, time, since, value, value, 0.0, "blue", MESSAGES["recovered"], params, ended
+    )
+
+
 # --- detectors -------------------------------------------------------------------------------------
 
 
@@ -363,15 +395,18 @@ class StuckDetector:
         """Feed one reading; a finding when the run is confirmed stuck or its severity rises."""
         config = self.config
         if self._run_value is None or abs(value - self._run_value) > config.tolerance:
+            ended = None
             if self._run_value is not None:
                 if self._reported < 0:  # an ordinary run: its unchanged steps are normal behaviour
                     for _ in range(min(self._run_count - 1, 4 * config.history)):
                         self._step(False)
+                elif self._run_start is not None:  # a stuck run: the sensor moves again
+                    ended = _recovered(self.series, "stuck", time, self._run_start, value)
                 self._step(True)
             self._run_value, self._run_start, self._run_count = value, time, 1
             self._reported = -1
             self._needed = self._readings_needed()
-            return None
+            return ended
         self._run_count += 1
         if self._steps < config.min_history or self._rate < config.min_change_rate:
             return None
@@ -505,7 +540,7 @@ class SpikeDetector:
 class ShiftDetector:
     """Flags a lasting step of level (drop or jump) between two adjacent windows of readings."""
 
-    __slots__ = ("_step_size", "_steps", "_times", "_values", "config", "series")
+    __slots__ = ("_episode", "_step_size", "_steps", "_times", "_values", "config", "series")
 
     def __init__(self, series: SeriesKey, config: ShiftConfig) -> None:
         """Start with empty windows."""
@@ -516,6 +551,38 @@ class ShiftDetector:
         self._values: deque[float] = deque(maxlen=size)
         self._step_size = 0.0  # running mean of |successive difference|, large ones clipped
         self._steps = 0
+        # The open episode: (kind, since, level before it, level now, time of its last step).
+        self._episode: tuple[Kind, datetime, float, float, datetime] | None = None
+
+    @property
+    def in_episode(self) -> bool:
+        """Whether a drop or jump has been reported and has not ended yet."""
+        return self._episode is not None
+
+    def restart(self) -> None:
+        """Empty the windows (a stuck run is no baseline); an open episode stays open."""
+        self._times.clear()
+        self._values.clear()
+
+    def _episode_end(self, time: datetime, value: float) -> Finding | None:
+        """The end of the open episode: quiet for long enough, or back nearer the level before the step."""
+        assert self._episode is not None
+        kind, since, before, level, last = self._episode
+        quiet = self.config.quiet
+        if quiet is not None and time - last >= quiet:
+            self._episode = None
+            return _recovered(self.series, kind, time, since, value)
+        after = self.config.after
+        if len(self._values) < after:
+            return None
+        recent = _median(sorted(list(self._values)[-after:]))
+        if abs(recent - before) >= abs(recent - level):
+            return None
+        self._episode = None
+        while len(self._values) > after:  # the step back is no new step: the windows start from here
+            self._times.popleft()
+            self._values.popleft()
+        return _recovered(self.series, kind, time, since, recent)
 
     def _track_noise(self, value: float) -> None:
         """Update the running mean of |successive difference| (a floor for the spread within windows)."""
@@ -534,6 +601,8 @@ class ShiftDetector:
         self._track_noise(value)
         self._times.append(time)
         self._values.append(value)
+        if self._episode is not None and (ended := self._episode_end(time, value)) is not None:
+            return ended
         if len(self._values) < config.before + config.after:
             return None
         values = list(self._values)
@@ -574,6 +643,14 @@ class ShiftDetector:
             "expected": _round(old),
         }
         level = _score_level(score, config.k)
+        if self._episode is not None:
+            episode, began, reference, _level, _last = self._episode
+            if kind != episode:  # a step back: the episode ends
+                self._episode = None
+                return _recovered(self.series, episode, time, began, new)
+            self._episode = (episode, began, reference, new, time)  # a further step the same way
+        else:
+            self._episode = (kind, since, old, new, time)
         return Finding(kind, self.series, time, since, new, old, score, LEVELS[level], MESSAGES[kind], params)
 
 
@@ -583,6 +660,7 @@ class DriftDetector:
     __slots__ = (
         "_away_count",
         "_away_since",
+        "_back",
         "_ewma",
         "_reference",
         "_reported",
@@ -603,6 +681,7 @@ class DriftDetector:
         self._away_since: datetime | None = None
         self._away_count = 0
         self._reported = -1
+        self._back = 0  # readings back within bounds since a reported drift
 
     def observe(self, time: datetime, value: float, peers: Sequence[float]) -> Finding | None:
         """Feed one reading with the peers' current values; a finding when drift is confirmed or worsens."""
@@ -626,8 +705,16 @@ class DriftDetector:
         threshold = max(config.k * self._scale, config.min_deviation)
         if threshold <= 0 or abs(departure) <= threshold:
             self._reference += config.reference_alpha * (residual - self._reference)
+            if self._reported >= 0 and self._away_since is not None:  # back: for `sustain` readings?
+                self._back += 1
+                if self._back < config.sustain:
+                    return None
+                since = self._away_since
+                self._away_since, self._away_count, self._reported, self._back = None, 0, -1, 0
+                return _recovered(self.series, "drift", time, since, value)
             self._away_since, self._away_count, self._reported = None, 0, -1
             return None
+        self._back = 0
         if self._away_since is None:
             self._away_since = time
         self._away_count += 1
@@ -683,10 +770,13 @@ class _SeriesState:
         self.start_windows(series)
 
     def start_windows(self, series: SeriesKey) -> None:
-        """Empty the spike and shift windows."""
+        """Empty the spike and shift windows (an open drop or jump stays open)."""
         config = self.config
         self.spike = SpikeDetector(series, config.spike) if config.spike.enabled else None
-        self.shift = ShiftDetector(series, config.shift) if config.shift.enabled else None
+        if self.shift is not None:
+            self.shift.restart()
+        elif config.shift.enabled:
+            self.shift = ShiftDetector(series, config.shift)
 
 
 class Detector:

@@ -1,14 +1,16 @@
-"""The warning REST API under /api/warning: rules (with a dry run), warnings, acknowledgement, lifting."""
+"""The warning REST API under /api/warning: rules (with a dry run), warnings, acknowledgement, lifting,
+data-quality flags."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from citybrain.apps.warning import forecasts_api, publishing_api, schemas, services
-from citybrain.sdk import Ctx, CurrentActor
+from citybrain.sdk import BadRequest, Ctx, CurrentActor
 
 router = APIRouter()
 MAX_INT = 2**31 - 1
@@ -86,13 +88,15 @@ def warnings(
     state: Annotated[Literal["active", "lifted"] | None, Query(alias="status")] = None,
     district: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
     rule: Annotated[str | None, Query(pattern=schemas.CODE_RE)] = None,
+    kind: Annotated[schemas.RuleKind | None, Query()] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> schemas.Page[schemas.WarningRead]:
-    """Warnings, newest change first, filtered by level, status, district and rule code."""
+    """Warnings, newest change first, filtered by level, status, district, rule code and kind (health: devices)."""
     return services.list_warnings(
-        ctx, actor, level=level, status=state, district=district, rule=rule, limit=limit, offset=offset
-    )
+        ctx, actor, level=level, status=state, district=district, rule=rule, kind=kind, limit=limit,
+        offset=offset,
+    )  # fmt: skip
 
 
 @router.get("/warnings/feed.atom", response_class=Response)
@@ -126,6 +130,27 @@ def acknowledge(warning_id: Id, data: schemas.Note, ctx: Ctx, actor: CurrentActo
 def lift(warning_id: Id, data: schemas.Note, ctx: Ctx, actor: CurrentActor) -> schemas.WarningDetail:
     """Lift (解除) an active warning."""
     return services.lift(ctx, actor, warning_id, data.note)
+
+
+# --- data-quality flags ----------------------------------------------------------------------------
+
+
+@router.get("/quality-flags", response_model=schemas.Page[schemas.QualityFlagRead])
+def quality_flags(
+    ctx: Ctx,
+    actor: CurrentActor,
+    entity_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    attr: Annotated[str | None, Query(pattern=schemas.TERM_RE, max_length=300)] = None,
+    since: Annotated[datetime | None, Query()] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> schemas.Page[schemas.QualityFlagRead]:
+    """Data-quality flags (readings the anomaly detectors found implausible), the latest first."""
+    if since is not None and since.utcoffset() is None:
+        raise BadRequest("{name} needs a UTC offset, e.g. 2026-01-01T08:00:00+08:00.", name="since")
+    return services.list_quality_flags(
+        ctx, actor, entity_id=entity_id, attr=attr, since=since, limit=limit, offset=offset
+    )
 
 
 router.include_router(publishing_api.router)

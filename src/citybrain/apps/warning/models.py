@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from citybrain.sdk import AuditedMixin, Base, TimestampMixin, utcnow
@@ -53,11 +53,14 @@ class IssuedWarning(AuditedMixin, Base):
         Index("ix_warning_warning_status", "status", "level"),
         Index("ix_warning_warning_rule", "rule_id", "raised_at"),
         Index("ix_warning_warning_district", "district"),
+        Index("ix_warning_warning_kind", "kind", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     rule_id: Mapped[int] = mapped_column(ForeignKey("warning_rule.id", ondelete="CASCADE"))
     rule_code: Mapped[str] = mapped_column(String(64))
+    # The rule's kind when the warning was raised ("health": a device-health warning).
+    kind: Mapped[str] = mapped_column(String(16), default="", server_default="")
     title: Mapped[str] = mapped_column(String(200))
     scope_key: Mapped[str] = mapped_column(String(256))
     # "<rule id>:<scope key>" while active, NULL once lifted: one active warning per rule and scope.
@@ -220,3 +223,28 @@ class ForecastIssue(AuditedMixin, Base):
     data_end: Mapped[datetime]
     model: Mapped[str] = mapped_column(String(32))
     forecast: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class QualityFlag(Base):
+    """A reading the anomaly detectors found implausible (a spike): a data-quality flag, kept for a while."""
+
+    __tablename__ = "warning_quality_flag"
+    __table_args__ = (
+        Index("ix_warning_quality_flag_series", "tenant", "entity_id", "attr", "observed_at"),
+        Index("ix_warning_quality_flag_observed", "observed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="")
+    entity_id: Mapped[str] = mapped_column(String(256))
+    # The attribute's compact name (its IRI where the core @context has no term for it).
+    attr: Mapped[str] = mapped_column(String(300))
+    observed_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(Float)
+    expected: Mapped[float] = mapped_column(Float)
+    # The English template (anomaly.MESSAGES) and its parameters, translated where it is shown.
+    message: Mapped[str] = mapped_column(String(300))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,6 +19,7 @@ from citybrain.apps.context import services as context
 from citybrain.apps.context import temporal
 from citybrain.apps.context.errors import NgsiError
 from citybrain.apps.geo import services as geo
+from citybrain.apps.warning import places
 from citybrain.apps.warning.models import Rule, RuleVersion
 from citybrain.apps.warning.schemas import LEVEL_COLORS, RANK, WarningDetail, WarningRead
 from citybrain.apps.warning.services import WARNING_READ, expand
@@ -89,6 +90,8 @@ def district_map(ctx: AppContext) -> dict[str, Any]:
 def _district_centre(ctx: AppContext, code: str | None) -> tuple[float, float] | None:
     """A point inside a district, near its middle."""
     found = geo.district(ctx, code) if code else None
+    if found is None and code == geo.city(ctx).code:
+        found = geo.city(ctx)
     if found is None:
         return None
     centre = found.geometry.centroid
@@ -143,6 +146,10 @@ def warning_places(
             placed = "entity"
         if point is None:
             point, placed = _district_centre(ctx, item.district), "district"
+        if point is None:  # no location and no district: the area the entity names, else the whole city
+            named = places.named_by(ctx, item.entity_id)
+            placed = "district" if named is not None and not named.city else "city"
+            point = _district_centre(ctx, named.code if named is not None else geo.city(ctx).code)
         if point is None:
             continue
         markers.append(
@@ -219,6 +226,8 @@ def trigger(ctx: AppContext, actor: Actor, warning: WarningDetail) -> Trigger:
     kind = str(definition.get("kind", "threshold"))
     tenant = str(definition.get("tenant", ""))
     conditions = [c for c in definition.get("conditions", ()) if isinstance(c, dict)]
+    if kind == "health" and warning.values.get("attr"):  # device health: the attribute the finding is about
+        conditions = [{"attr": str(warning.values["attr"])}]
     longest = max(
         [int(c.get("for_seconds") or 0) for c in conditions]
         + [int(c.get("period_seconds") or 0) for c in conditions]

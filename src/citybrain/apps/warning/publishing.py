@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from citybrain.apps.geo import services as geo
 from citybrain.apps.identity import services as identity
 from citybrain.apps.identity.schemas import PHONE  # phone numbers are validated as the identity app does
+from citybrain.apps.warning import places
 from citybrain.apps.warning.events import WarningChanged, WarningLifted, WarningRaised
 from citybrain.apps.warning.models import Delivery, IssuedWarning, Notification, Rule, Subscription
 from citybrain.apps.warning.schemas import LEVEL_NAMES_ZH, RANK, Level, Page
@@ -593,6 +594,8 @@ def _public_url(ctx: AppContext) -> str:
 def summary(ctx: AppContext, warning: IssuedWarning, names: tuple[str, str], fact: Fact) -> dict[str, Any]:
     """The warning as subscribers receive it (JSON-ready): what changed, where, when, why, and its CAP link."""
     district = geo.district(ctx, warning.district) if warning.district else None
+    # the area the warning's entity stands for, if any (a city-wide forecast …:510700 is 绵阳市)
+    area = places.named_by(ctx, warning.entity_id)
     return {
         "event_id": fact.event_id,
         "transition": fact.transition,
@@ -607,6 +610,10 @@ def summary(ctx: AppContext, warning: IssuedWarning, names: tuple[str, str], fac
             "entity_id": warning.entity_id,
             "district": warning.district,
             "district_name": district.name_zh if district is not None else None,
+            "district_name_en": district.name_en if district is not None else None,
+            "area": area.code if area is not None else None,
+            "area_name": area.name_zh if area is not None else None,
+            "area_name_en": area.name_en if area is not None else None,
             "raised_at": warning.raised_at.isoformat(),
             "at": fact.at.isoformat(),
             "lifted_at": fact.at.isoformat() if fact.transition == "lifted" else None,
@@ -667,14 +674,20 @@ def _local(ctx: AppContext, moment: str) -> str:
     return f"{local.month}月{local.day}日 {local:%H:%M}"
 
 
-def _where(payload: dict[str, Any]) -> str:
-    """Where a warning applies, briefly: the district and the entity's short name."""
+def _where(payload: dict[str, Any], locale: str = "zh_CN") -> str:
+    """Where a warning applies, briefly: the district, the area its entity stands for, or the district and entity."""
     warning = payload["warning"]
+    en = locale == "en"
     entity = str(warning["entity_id"]).rsplit(":", 1)[-1]
-    district = warning.get("district_name") or ""
+    district = (warning.get("district_name_en") if en else None) or warning.get("district_name") or ""
+    area = (warning.get("area_name_en") if en else None) or warning.get("area_name") or ""
     if warning["scope"] == warning.get("district"):
         return district or entity
-    return f"{district}{entity}" if district else entity
+    if area:
+        return area  # the entity stands for the whole area (绵阳市, not 510700)
+    if not district:
+        return entity
+    return f"{district} {entity}" if en else f"{district}{entity}"
 
 
 def notification_params(ctx: AppContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -686,6 +699,7 @@ def notification_params(ctx: AppContext, payload: dict[str, Any]) -> dict[str, A
         "title": warning["title"],
         "title_en": rule.get("name_en") or warning["title"],
         "where": _where(payload),
+        "where_en": _where(payload, "en"),
         "time": f"{local:%Y-%m-%d %H:%M}",
     }
 
@@ -698,7 +712,7 @@ def texts(ctx: AppContext, locale: str, row: Notification) -> tuple[str, str]:
     values = {
         "level": level,
         "title": title,
-        "where": params.get("where", ""),
+        "where": (params.get("where_en") if locale == "en" else None) or params.get("where", ""),
         "time": params.get("time", ""),
     }
     headline = ctx.i18n.gettext(locale, N_("{level}: {title}"), **values)

@@ -1,5 +1,9 @@
 """The evaluator at work: fed by the context broker's AttributesChanged events, ticked periodically.
 
+The same changes feed the device-health monitor (health.py): its warnings' transitions join the
+evaluator's, its data-quality flags are written by the same writer, and the positions it needs for
+drift's peers are read in a worker thread when it asks for them.
+
 The evaluator's state lives on the event loop; rule edits and operator lifts made by requests (in
 worker threads) reach it through `call_soon_threadsafe`. Transitions and failures are written in a
 worker thread, so the loop is never blocked by the database.
@@ -16,12 +20,14 @@ from typing import Any
 from citybrain.apps.context.entities import LOCATION
 from citybrain.apps.context.events import AttributesChanged
 from citybrain.apps.warning import evaluator as ev
-from citybrain.apps.warning import services
+from citybrain.apps.warning import health, services
 from citybrain.apps.warning.schemas import RuleSpec
 from citybrain.sdk import AppContext, utcnow
 
 log = logging.getLogger(__name__)
 DURABLE = "warning.evaluator"
+# Data-quality flags past their retention are deleted at most this often (seconds).
+PURGE_SECONDS = 3600.0
 
 
 def _moment(instance: dict[str, Any] | None, fallback: datetime) -> datetime:
@@ -43,6 +49,11 @@ class Runtime:
             loader=lambda tenant, entity_id: services.current_values(ctx, tenant, entity_id),
             locator=lambda tenant, entity_id: services.district_of(ctx, tenant, entity_id),
         )
+        conf = services.settings(ctx)
+        self.health = health.Monitor(self.evaluator, max_series=conf.health_max_series)
+        self._locating = False
+        self._located_at = 0.0  # monotonic time of the last full reading of positions
+        self._purged_at = 0.0  # monotonic time of the last purge of old data-quality flags
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stamp: tuple[int, int, Any] | None = None
         # Attribute changes evaluated, and the seconds spent evaluating them (the evaluator's own cost).
@@ -55,7 +66,11 @@ class Runtime:
     @property
     def busy(self) -> bool:
         """Whether transitions or failures wait to be written, or are being written."""
-        return self._writing or bool(self.evaluator.transitions or self.evaluator.failures)
+        return self._writing or self._pending()
+
+    def _pending(self) -> bool:
+        """Whether transitions, failures or data-quality flags wait to be written."""
+        return bool(self.evaluator.transitions or self.evaluator.failures or self.health.flags)
 
     def load(self) -> None:
         """Load the enabled rules and the active warnings' levels from the database."""
@@ -63,9 +78,18 @@ class Runtime:
         wanted = {
             rule_id: (code, definition) for rule_id, code, definition in services.enabled_rules(self.ctx)
         }
+        watches: list[tuple[int, RuleSpec]] = []
         for rule_id in [r for r in self.evaluator.rules if r not in wanted]:
             self.evaluator.remove(rule_id)
         for rule_id, (code, definition) in wanted.items():
+            if definition.get("kind") == "health":
+                try:
+                    watches.append((rule_id, RuleSpec.model_validate(definition)))
+                except ValueError as exc:
+                    self.evaluator.failures.append(
+                        ev.Failure(rule_id, code, f"{type(exc).__name__}: {exc}", utcnow())
+                    )
+                    continue
             if rule_id in self.evaluator.rules:
                 continue
             try:
@@ -79,6 +103,8 @@ class Runtime:
         for rule_id, scope_key, rank, entity_id, district in services.active_states(self.ctx):
             if (rule_id, scope_key) not in self.evaluator.active:
                 self.evaluator.set_active(rule_id, scope_key, rank, entity_id, district)
+        self.health.set_watches(watches, services.expand, services.compact)
+        self.health.adopt(services.adopted_health(self.ctx))
 
     def _add(self, rule_id: int, spec: RuleSpec) -> None:
         """Compile and add a rule; seed an absence rule with the last updates of its entities."""
@@ -102,6 +128,10 @@ class Runtime:
             self.evaluator.remove(rule_id)
         else:
             self._add(rule_id, spec)
+        specs = {i: s for i, s in self.health.specs.items() if i != rule_id}
+        if spec is not None and spec.kind == "health":
+            specs[rule_id] = spec
+        self.health.set_watches(specs.items(), services.expand, services.compact)
 
     def operator_lifted(self, rule_id: int, scope_key: str) -> None:
         """An operator lifted a warning: the rule stays quiet for that scope until its condition clears."""
@@ -119,6 +149,7 @@ class Runtime:
         started = time.perf_counter()
         now = utcnow()
         evaluator = self.evaluator
+        monitor = self.health if self.health.index else None
         for change in event.changes:
             if change.dataset_id:
                 continue
@@ -127,10 +158,26 @@ class Runtime:
             value = change.new.get("value") if change.new else None
             at = _moment(change.new, event.occurred_at)
             evaluator.change(event.tenant, event.entity_id, event.types, change.attr, value, at, now)
+            if monitor is not None:
+                monitor.observe(event.tenant, event.entity_id, event.types, change.attr, value, at)
             self.changes += 1
-        if evaluator.transitions or evaluator.failures:
+        if self._pending():
             self._wake.set()  # the writer batches what accumulates while it writes
+        if monitor is not None and monitor.wanted and not self._locating:
+            self._locating = True
+            asyncio.get_running_loop().create_task(self.locate(set(monitor.wanted)))
         self.seconds += time.perf_counter() - started
+
+    async def locate(self, wanted: set[tuple[str, str]]) -> None:
+        """Read where the entities of watched types stand (in a worker thread), for drift's peers."""
+        try:
+            for tenant, type_iri in sorted(wanted):
+                found = await asyncio.to_thread(services.entity_positions, self.ctx, tenant, type_iri)
+                self.health.set_positions(tenant, type_iri, found)
+        except Exception:
+            log.exception("reading the positions of watched entities failed; trying again later")
+        finally:
+            self._locating = False
 
     async def run_writer(self) -> None:
         """Write transitions as they come, in batches; retry after a failure."""
@@ -147,7 +194,7 @@ class Runtime:
     async def flush(self) -> None:
         """Write pending transitions and failures (in a worker thread), one batch at a time."""
         async with self._lock:
-            if not (self.evaluator.transitions or self.evaluator.failures):
+            if not self._pending():
                 return
             self._writing = True
             try:
@@ -158,16 +205,21 @@ class Runtime:
     async def _write(self) -> None:
         """Write what is pending now; on failure put it back for the next attempt."""
         transitions, failures = self.evaluator.drain()
+        flags = self.health.drain_flags()
         try:
             if failures:
                 await asyncio.to_thread(services.record_failures, self.ctx, failures)
                 failures = []
             if transitions:
                 await asyncio.to_thread(services.apply_transitions, self.ctx, transitions)
+                transitions = []
+            if flags:
+                await asyncio.to_thread(services.record_flags, self.ctx, flags)
         except BaseException:
             # Keep them (in order) for the next attempt.
             self.evaluator.transitions[:0] = transitions
             self.evaluator.failures[:0] = failures
+            self.health.flags[:0] = flags
             raise
 
     async def tick(self, now: datetime | None = None) -> None:
@@ -177,6 +229,16 @@ class Runtime:
             await asyncio.to_thread(self.load)
         self.evaluator.tick(now or utcnow())
         await self.flush()
+        conf = services.settings(self.ctx)
+        clock = time.monotonic()
+        if clock - self._located_at >= conf.health_peer_refresh_seconds and self.health.watches:
+            self._located_at = clock
+            if not self._locating:  # entities come and go: read their positions again
+                self._locating = True
+                await self.locate(self.health.types())
+        if clock - self._purged_at >= PURGE_SECONDS:
+            self._purged_at = clock
+            await asyncio.to_thread(services.purge_flags, self.ctx)
 
     async def run_ticks(self, seconds: float) -> None:
         """Tick forever, every `seconds`."""

@@ -12,9 +12,14 @@ A rule watches one entity type (NGSI-LD type, a core @context term or an IRI). I
 - `composite`: several threshold conditions (on the watched entity or on named entities) combined
   with `all` (AND: the lowest level every condition reaches) or `any` (OR: the highest level);
 - `forecast`: the stored forecast of a series (forecasts.py) crosses a per-level threshold within the
-  next `horizon_hours`; evaluated whenever a forecast of an entity's attribute is stored.
+  next `horizon_hours`; evaluated whenever a forecast of an entity's attribute is stored;
+- `health` (设备健康): the anomaly detectors (anomaly.py, health.py) watch attributes of the type; a stuck
+  sensor, a drop, a jump or a drift from the neighbours raises a device-health warning, lifted when the
+  anomaly ends; a spike is recorded as a data-quality flag.
 
-Apps may also declare forecast series in `warnings.py` as `FORECASTS = [SeriesSpec(...), ...]`.
+Apps may also declare forecast series in `warnings.py` as `FORECASTS = [SeriesSpec(...), ...]`, and the
+series the anomaly detectors watch as `HEALTH_WATCHES = [HealthWatch(...), ...]` (each stored as a rule
+of the kind `health`).
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ TERM_RE = r"^[A-Za-z_][A-Za-z0-9_.:/#@-]{0,299}$"
 MAX_SECONDS = 31 * 86400
 Level = Literal["blue", "yellow", "orange", "red"]
 Op = Literal[">", ">=", "<", "<="]
-RuleKind = Literal["threshold", "rate", "absence", "composite", "forecast"]
+RuleKind = Literal["threshold", "rate", "absence", "composite", "forecast", "health"]
 # The CAP 1.2 category a rule's warnings carry when exported (cap.py).
 Category = Literal[
     "Geo",
@@ -166,6 +171,35 @@ class Forecast(Strict):
         return self
 
 
+class Health(Strict):
+    """What the anomaly detectors watch on a health rule's entity type, and how sensitive they are."""
+
+    attrs: list[Term] = Field(min_length=1, max_length=16)
+    # Drift is judged against the nearest entities of the type within this distance (None: no drift).
+    peers_within_m: float | None = Field(default=5000.0, gt=0, le=100_000)
+    max_peers: int = Field(default=8, ge=1, le=32)
+    min_peers: int = Field(default=3, ge=1, le=32)
+    # The smallest deviation worth reporting, per attribute (the sensor's resolution or noise floor).
+    min_change: dict[Term, Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
+    # A repeated value is a stuck sensor after this many readings (where the series normally changes).
+    stuck_readings: int = Field(default=12, ge=3, le=10_000)
+    # A drop or jump ends when the series is back, or after this many hours without another step.
+    quiet_hours: float = Field(default=6.0, gt=0, le=744)
+
+    @model_validator(mode="after")
+    def _check_attrs(self) -> Self:
+        """Attributes are distinct, min_change names watched ones, min_peers is at most max_peers."""
+        if len(set(self.attrs)) != len(self.attrs):
+            raise ValueError("an attribute appears twice in attrs")
+        if unknown := sorted(set(self.min_change) - set(self.attrs)):
+            raise ValueError(f"min_change names attributes that are not watched: {', '.join(unknown)}")
+        if self.min_peers > self.max_peers:
+            raise ValueError("min_peers is more than max_peers")
+        return self
+
+
 class RuleSpec(Strict):
     """A warning rule as declared by an app or written by an operator."""
 
@@ -180,6 +214,7 @@ class RuleSpec(Strict):
     combine: Literal["all", "any"] = "all"
     hysteresis: Hysteresis = Field(default_factory=Hysteresis)
     forecast: Forecast | None = None
+    health: Health | None = None
     description: str = Field(default="", max_length=2000)
     category: Category = "Other"
 
@@ -187,6 +222,11 @@ class RuleSpec(Strict):
     def _check_kind(self) -> Self:
         """Each kind has the conditions it needs and nothing it cannot use."""
         n = len(self.conditions)
+        if self.kind == "health":
+            if self.health is None or n:
+                raise ValueError("a health rule has health and no conditions")
+        elif self.health is not None:
+            raise ValueError("health belongs to health rules only")
         if self.kind == "forecast":
             if self.forecast is None or n:
                 raise ValueError("a forecast rule has a forecast and no conditions")
@@ -227,6 +267,7 @@ class RuleUpdate(Strict):
     combine: Literal["all", "any"] | None = None
     hysteresis: Hysteresis | None = None
     forecast: Forecast | None = None
+    health: Health | None = None
 
 
 class RuleRead(BaseModel):
@@ -275,6 +316,8 @@ class WarningRead(BaseModel):
     id: int
     rule_id: int
     rule_code: str
+    # The rule's kind when the warning was raised ("health": a device-health warning, 设备健康).
+    kind: str
     title: str
     scope_key: str
     entity_id: str
@@ -450,3 +493,59 @@ class RunSummary(BaseModel):
     short: int
     failed: int
     seconds: float
+
+
+# --- device health --------------------------------------------------------------------------------
+
+
+def _watch_code(entity_type: str) -> str:
+    """A rule code for an entity type's health watch ("health.airqualityobserved")."""
+    name = re.sub(r"[^a-z0-9_.-]+", "-", entity_type.rsplit("/", 1)[-1].rsplit("#", 1)[-1].lower())
+    return f"health.{name.strip('-.') or 'entity'}"[:64]
+
+
+class HealthWatch(Health):
+    """A watch an app declares in its warnings.py (HEALTH_WATCHES), stored as a rule of the kind health."""
+
+    entity_type: Term
+    tenant: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,64}$")
+    # The rule's code and names (by default "health.<type>" and 设备健康 with the type's name).
+    code: str | None = Field(default=None, pattern=CODE_RE)
+    name_zh: str = Field(default="", max_length=120)
+    name_en: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=2000)
+    category: Category = "Infra"
+
+    def rule(self) -> RuleSpec:
+        """The rule this watch is stored as."""
+        health = Health.model_validate(self.model_dump(include=set(Health.model_fields)))
+        return RuleSpec(
+            code=self.code or _watch_code(self.entity_type),
+            name_zh=self.name_zh or f"设备健康：{self.entity_type}",
+            name_en=self.name_en or f"Device health: {self.entity_type}",
+            kind="health",
+            entity_type=self.entity_type,
+            tenant=self.tenant,
+            health=health,
+            description=self.description,
+            category=self.category,
+        )
+
+
+class QualityFlagRead(BaseModel):
+    """A data-quality flag: a reading the anomaly detectors found implausible (a spike)."""
+
+    id: int
+    tenant: str
+    entity_id: str
+    attr: str
+    observed_at: datetime
+    kind: str
+    score: float
+    value: float
+    expected: float
+    # The English text, and its template and parameters (translated where it is shown).
+    message: str
+    template: str
+    params: dict[str, Any]
+    created_at: datetime

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from shapely.geometry import shape
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,13 +24,14 @@ from citybrain.apps.context.errors import NgsiError
 from citybrain.apps.context.jsonld import Context
 from citybrain.apps.context.query import QueryError, parse_q
 from citybrain.apps.geo import services as geo
-from citybrain.apps.warning import cap
+from citybrain.apps.warning import cap, places
 from citybrain.apps.warning import evaluator as ev
 from citybrain.apps.warning.events import WarningChanged, WarningLifted, WarningRaised
 from citybrain.apps.warning.models import (
     ForecastIssue,
     ForecastSeries,
     IssuedWarning,
+    QualityFlag,
     Rule,
     RuleVersion,
     SeriesDeclaration,
@@ -42,7 +43,9 @@ from citybrain.apps.warning.schemas import (
     LEVEL_OF_RANK,
     DryRunFiring,
     DryRunResult,
+    HealthWatch,
     Page,
+    QualityFlagRead,
     RuleRead,
     RuleSpec,
     RuleUpdate,
@@ -85,6 +88,11 @@ def N_(message: str) -> str:  # noqa: N802
 def expand(term: str) -> str:
     """The IRI of a type or attribute name of the core @context."""
     return _JSONLD.expand(term)
+
+
+def compact(iri: str) -> str:
+    """The short name of an attribute or type IRI in the core @context (the IRI where it has none)."""
+    return _JSONLD.compact(iri)
 
 
 def settings(ctx: AppContext) -> WarningSettings:
@@ -138,6 +146,33 @@ def declared_forecasts(ctx: AppContext) -> list[tuple[str, SeriesSpec]]:
     return found
 
 
+def declared_watches(ctx: AppContext) -> list[tuple[str, HealthWatch]]:
+    """The device-health watches the enabled apps declare in their warnings.py (HEALTH_WATCHES)."""
+    found: list[tuple[str, HealthWatch]] = []
+    for spec in ctx.apps:
+        module = spec.module("warnings")
+        for item in getattr(module, "HEALTH_WATCHES", ()) if module is not None else ():
+            if not isinstance(item, HealthWatch):
+                raise TypeError(
+                    f"app {spec.label!r} declares a health watch that is not a HealthWatch: {item!r}"
+                )
+            found.append((spec.label, item))
+    return found
+
+
+def declared_specs(ctx: AppContext) -> list[tuple[str, RuleSpec]]:
+    """The declared rules and the rules of the declared health watches, codes unique among them."""
+    found = declared_rules(ctx)
+    seen = {spec.code: label for label, spec in found}
+    for label, watch in declared_watches(ctx):
+        spec = watch.rule()
+        if spec.code in seen:
+            raise ValueError(f"warning rule {spec.code!r} is declared by {seen[spec.code]!r} and {label!r}")
+        seen[spec.code] = label
+        found.append((label, spec))
+    return found
+
+
 def forecast_attrs(ctx: AppContext, tenant: str, type_iri: str) -> set[str]:
     """The attributes (IRIs) of an entity type that declared or stored forecast series cover."""
     found = {
@@ -157,8 +192,8 @@ def forecast_attrs(ctx: AppContext, tenant: str, type_iri: str) -> set[str]:
 
 
 def sync_declared(ctx: AppContext) -> int:
-    """Store the declared rules that are not stored yet (operators may edit or disable them later)."""
-    declared = declared_rules(ctx)
+    """Store the declared rules (and health watches) not stored yet (operators may edit or disable them later)."""
+    declared = declared_specs(ctx)
     if not declared:
         return 0
     with ctx.read() as session:
@@ -201,11 +236,13 @@ def _field_error(loc: Sequence[str | int], detail: str, **params: Any) -> Valida
 def _declared_attrs(ctx: AppContext) -> dict[str, set[str]]:
     """The attributes of each entity type that declared rules watch (known even before data arrives)."""
     found: dict[str, set[str]] = {}
-    for _label, spec in declared_rules(ctx):
+    for _label, spec in declared_specs(ctx):
         attrs = found.setdefault(expand(spec.entity_type), set())
         attrs.update(expand(cond.attr) for cond in spec.conditions)
         if spec.forecast is not None:
             attrs.add(expand(spec.forecast.attr))
+        if spec.health is not None:
+            attrs.update(expand(attr) for attr in spec.health.attrs)
     return found
 
 
@@ -278,6 +315,17 @@ def validate(ctx: AppContext, spec: RuleSpec) -> None:
             )
         if cond.entity_id:
             _check_entity(ctx, spec.tenant, cond.entity_id, cond_type, ["conditions", i, "entity_id"])
+    for i, attr in enumerate(spec.health.attrs if spec.health is not None else ()):
+        carriers = _carriers(ctx, spec.tenant, type_iri, attr)
+        if not carriers and expand(attr) not in declared.get(type_iri, ()):
+            raise _field_error(
+                ["health", "attrs", i], N_("Entity type {type} has no attribute {name} ({field})."),
+                type=spec.entity_type, name=attr,
+            )  # fmt: skip
+        if not _holds_numbers(carriers, expand(attr)):
+            raise _field_error(
+                ["health", "attrs", i], N_("Attribute {name} does not hold numbers ({field})."), name=attr
+            )
     if spec.forecast is not None:  # a forecast rule: a forecast series' attribute, or one holding numbers
         attr_iri = expand(spec.forecast.attr)
         if attr_iri not in forecast_attrs(ctx, spec.tenant, type_iri):
@@ -565,9 +613,9 @@ def apply_transitions(ctx: AppContext, transitions: Sequence[ev.Transition]) -> 
     with ctx.uow(SYSTEM, "warning.warning.evaluate") as uow:
         session = uow.session
         rules = {
-            rule_id: (name, str(definition.get("tenant", "")))
-            for rule_id, name, definition in session.execute(
-                select(Rule.id, Rule.name_zh, Rule.definition).where(
+            rule_id: (name, str(definition.get("tenant", "")), kind)
+            for rule_id, name, definition, kind in session.execute(
+                select(Rule.id, Rule.name_zh, Rule.definition, Rule.kind).where(
                     Rule.id.in_({t.rule_id for t in transitions})
                 )
             )
@@ -576,7 +624,7 @@ def apply_transitions(ctx: AppContext, transitions: Sequence[ev.Transition]) -> 
         for t in transitions:
             if t.rule_id not in rules:
                 continue
-            title, tenant = rules[t.rule_id]
+            title, tenant, kind = rules[t.rule_id]
             key = f"{t.rule_id}:{t.scope_key}"
             row = session.scalar(select(IssuedWarning).where(IssuedWarning.active_key == key))
             to_level = LEVEL_OF_RANK.get(t.to_rank)
@@ -591,7 +639,7 @@ def apply_transitions(ctx: AppContext, transitions: Sequence[ev.Transition]) -> 
                         districts[where] = district_of(ctx, tenant, t.entity_id)
                     district = districts[where]
                 row = IssuedWarning(
-                    rule_id=t.rule_id, rule_code=t.rule_code, title=title, scope_key=t.scope_key,
+                    rule_id=t.rule_id, rule_code=t.rule_code, kind=kind, title=title, scope_key=t.scope_key,
                     active_key=key, entity_id=t.entity_id, district=district, level=to_level, status="active",
                     raised_at=t.at, changed_at=t.at, values=values,
                 )  # fmt: skip
@@ -704,12 +752,15 @@ def list_warnings(
     status: str | None = None,
     district: str | None = None,
     rule: str | None = None,
+    kind: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> Page[WarningRead]:
-    """Warnings, newest change first, filtered by level, status, district and rule code."""
+    """Warnings, newest change first, filtered by level, status, district, rule code and rule kind."""
     actor.require(WARNING_READ)
     stmt = select(IssuedWarning)
+    if kind:
+        stmt = stmt.where(IssuedWarning.kind == kind)
     if level:
         stmt = stmt.where(IssuedWarning.level == level)
     if status:
@@ -831,7 +882,9 @@ def cap_alert(ctx: AppContext, actor: Actor, warning_id: int) -> bytes:
     with ctx.read() as session:
         definition = session.scalar(select(Rule.definition).where(Rule.id == detail.rule_id)) or {}
     area = detail.entity_id
-    if detail.district and (found := geo.district(ctx, detail.district)) is not None:
+    if (named := places.named_by(ctx, detail.entity_id)) is not None:
+        area = named.name_zh  # an entity standing for an area: its name, not its code
+    elif detail.district and (found := geo.district(ctx, detail.district)) is not None:
         area = found.name_zh if detail.scope_key == detail.district else f"{found.name_zh} {detail.entity_id}"
     category = str(definition.get("category", "Other"))
     return cap.alert(detail, sender=settings(ctx).cap_sender, category=category, area=area)
@@ -960,3 +1013,115 @@ def _dry_run_result(
         since=since, until=until, entities=entities, values=values, fired=len(firings),
         firings=firings, transitions=steps,
     )  # fmt: skip
+
+
+# --- device health and data-quality flags ---------------------------------------------------------
+
+
+def entity_positions(ctx: AppContext, tenant: str, type_iri: str) -> dict[str, tuple[float, float]]:
+    """Where each entity of a type stands (a point of its location), for choosing drift's peers."""
+    limit = settings(ctx).health_max_series
+    try:
+        query = context.EntityQuery(types=[type_iri], attrs={ent.LOCATION}, limit=limit)
+        rows = context.query_entities(ctx, SYSTEM, tenant, query).entities
+    except NgsiError:
+        return {}
+    found: dict[str, tuple[float, float]] = {}
+    for stored in rows:
+        geometry = ent.geometry_of(stored, ent.LOCATION)
+        if not isinstance(geometry, dict):
+            continue
+        try:
+            point = shape(geometry).representative_point()
+        except (ValueError, TypeError, AttributeError):
+            continue
+        found[stored["id"]] = (point.x, point.y)
+    return found
+
+
+def adopted_health(ctx: AppContext) -> list[tuple[int, str, str, str, str, float | None, datetime]]:
+    """(rule, scope, entity, attribute, anomaly, value, last change) of the active device-health warnings."""
+    with ctx.read() as session:
+        rows = session.execute(
+            select(
+                IssuedWarning.rule_id,
+                IssuedWarning.scope_key,
+                IssuedWarning.entity_id,
+                IssuedWarning.values,
+                IssuedWarning.changed_at,
+            ).where(IssuedWarning.status == "active", IssuedWarning.kind == "health")
+        )
+        found = []
+        for rule_id, scope, entity_id, values, changed_at in rows:
+            values = values or {}
+            value = values.get("value")
+            number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+            attr, kind = str(values.get("attr", "")), str(values.get("anomaly", ""))
+            found.append((rule_id, scope, entity_id, attr, kind, number, changed_at))
+        return found
+
+
+def record_flags(ctx: AppContext, flags: Sequence[Any]) -> int:
+    """Write data-quality flags (health.Flag) in one transaction."""
+    if not flags:
+        return 0
+    with ctx.uow(SYSTEM, "warning.flag.record") as uow:
+        uow.session.add_all(
+            QualityFlag(
+                tenant=f.tenant, entity_id=f.entity_id[:256], attr=f.attr[:300], observed_at=f.observed_at,
+                kind=f.kind, score=f.score, value=f.value, expected=f.expected, message=f.message[:300],
+                params=dict(f.params), created_at=utcnow(),
+            )
+            for f in flags
+        )  # fmt: skip
+    return len(flags)
+
+
+def purge_flags(ctx: AppContext, now: datetime | None = None) -> int:
+    """Delete the data-quality flags older than the retention; how many were deleted."""
+    before = (now or utcnow()) - timedelta(days=settings(ctx).quality_flag_retention_days)
+    with ctx.uow(SYSTEM, "warning.flag.purge") as uow:
+        result = uow.session.execute(delete(QualityFlag).where(QualityFlag.observed_at < before))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _flag_read(row: QualityFlag) -> QualityFlagRead:
+    params = dict(row.params or {})
+    try:
+        text = row.message.format(**params)
+    except (KeyError, IndexError, ValueError):
+        text = row.message
+    return QualityFlagRead(
+        id=row.id, tenant=row.tenant, entity_id=row.entity_id, attr=row.attr, observed_at=row.observed_at,
+        kind=row.kind, score=row.score, value=row.value, expected=row.expected, message=text,
+        template=row.message, params=params, created_at=row.created_at,
+    )  # fmt: skip
+
+
+def list_quality_flags(
+    ctx: AppContext,
+    actor: Actor,
+    *,
+    entity_id: str | None = None,
+    attr: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page[QualityFlagRead]:
+    """Data-quality flags, the latest reading first, filtered by entity, attribute and time."""
+    actor.require(WARNING_READ)
+    stmt = select(QualityFlag)
+    if entity_id:
+        stmt = stmt.where(QualityFlag.entity_id == entity_id)
+    if attr:
+        stmt = stmt.where(QualityFlag.attr.in_({attr, _JSONLD.compact(expand(attr))}))
+    if since is not None:
+        stmt = stmt.where(QualityFlag.observed_at >= since)
+    with ctx.read() as session:
+        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        rows = session.scalars(
+            stmt.order_by(QualityFlag.observed_at.desc(), QualityFlag.id.desc()).limit(limit).offset(offset)
+        )
+        return Page[QualityFlagRead](
+            items=[_flag_read(r) for r in rows], total=total, limit=limit, offset=offset
+        )

@@ -61,3 +61,9 @@ class WarningSettings(AppSettings):
     forecast_reselect_days: float = Field(default=7.0, gt=0, le=365)
     # The most entities a type-wide series declaration covers.
     forecast_max_entities: int = Field(default=500, ge=1, le=100_000)
+    # Device health (health.py): the most series the anomaly detectors of one health rule follow.
+    health_max_series: int = Field(default=100_000, ge=10, le=10_000_000)
+    # Where the watched entities stand (for drift's peers) is read again this often.
+    health_peer_refresh_seconds: float = Field(default=3600.0, ge=10, le=86400 * 7)
+    # Data-quality flags (spikes) are kept this many days.
+    quality_flag_retention_days: int = Field(default=30, ge=1, le=3650)

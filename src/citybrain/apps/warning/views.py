@@ -24,11 +24,13 @@ from pydantic import ValidationError
 from citybrain.apps.geo import services as geo
 from citybrain.apps.identity.views import VALIDATION_MESSAGES
 from citybrain.apps.warning import pages, services
+from citybrain.apps.warning.anomaly import MESSAGES
 from citybrain.apps.warning.schemas import (
     LEVEL_COLORS,
     LEVEL_ROMAN,
     LEVELS,
     Level,
+    RuleKind,
     RuleRead,
     RuleSpec,
     RuleUpdate,
@@ -49,6 +51,7 @@ from citybrain.sdk import (
 router = APIRouter()
 PAGE_SIZE = 50
 REFRESH_SECONDS = 5  # the warning centre's list and map reload this often
+QUALITY_FLAGS = 10  # the latest data-quality flags the warning centre lists
 MAX_INT = 2**31 - 1
 Id = Annotated[int, Path(ge=1, le=MAX_INT)]
 FormText = Annotated[str, Form(max_length=20_000)]
@@ -76,6 +79,15 @@ KIND_TITLES = {
     "absence": N_("No data (absence)"),
     "composite": N_("Composite (several conditions)"),
     "forecast": N_("Forecast"),
+    "health": N_("Device health"),
+}
+# What a device-health warning found (anomaly.py's kinds).
+ANOMALY_TITLES = {
+    "stuck": N_("Stuck sensor"),
+    "drop": N_("Sudden drop"),
+    "jump": N_("Sudden jump"),
+    "drift": N_("Drift from neighbours"),
+    "spike": N_("Spike"),
 }
 SCOPE_TITLES = {
     "type": N_("Every entity of the type"),
@@ -165,6 +177,7 @@ def _page(
         status_labels=STATUS_TITLES,
         step_labels=STEP_TITLES,
         kind_labels=KIND_TITLES,
+        anomaly_labels=ANOMALY_TITLES,
         scope_labels=SCOPE_TITLES,
         now=utcnow(),
         **values,
@@ -211,6 +224,7 @@ def warning_centre(
     state: Annotated[Literal["active", "lifted", "all"], Query(alias="status")] = "active",
     district: Annotated[str, Query(pattern=r"^(\d{6})?$")] = "",
     rule: Annotated[str, Query(max_length=64)] = "",
+    kind: Annotated[RuleKind | Literal[""], Query()] = "",
     page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
 ) -> Response:
     """The warning centre: counts by level, the map and the warnings, newest change first (refreshed live)."""
@@ -222,13 +236,20 @@ def warning_centre(
         status=None if state == "all" else state,
         district=district or None,
         rule=rule.strip() or None,
+        kind=kind or None,
         limit=PAGE_SIZE,
         offset=(page_no - 1) * PAGE_SIZE,
     )
     rules = pages.rule_names(ctx, actor)
     filters = {
         k: v
-        for k, v in (("level", level), ("status", state), ("district", district), ("rule", rule.strip()))
+        for k, v in (
+            ("level", level),
+            ("status", state),
+            ("district", district),
+            ("rule", rule.strip()),
+            ("kind", kind),
+        )
         if v
     }
 
@@ -258,6 +279,8 @@ def warning_centre(
         page_url=page_url,
         self_url=page_url(page_no),
         refresh_seconds=REFRESH_SECONDS,
+        flags=services.list_quality_flags(ctx, actor, limit=QUALITY_FLAGS),
+        messages=MESSAGES,
     )
 
 
@@ -318,9 +341,32 @@ def _warning_page(
         can_ack=actor.can(services.WARNING_ACK),
         can_lift=actor.can(services.WARNING_LIFT),
         can_rules=actor.can(services.RULE_READ),
+        finding=_finding(warning.kind, warning.values, warning.entity_id),
         error=error,
         ok=request.query_params.get("ok", ""),
     )
+
+
+def _finding(kind: str, values: Mapping[str, Any], entity_id: str) -> dict[str, Any] | None:
+    """What a device-health warning found: the anomaly, its message template and parameters."""
+    anomaly = str(values.get("anomaly", ""))
+    if kind != "health" or anomaly not in MESSAGES:
+        return None
+    params = {k: v for k, v in values.items() if isinstance(v, str | int | float) and k != "message"}
+    params |= {"entity": entity_id, "attribute": str(values.get("attr", ""))}
+    since = values.get("since")
+    try:
+        began = datetime.fromisoformat(since) if isinstance(since, str) else None
+    except ValueError:
+        began = None
+    score = values.get("score")
+    return {
+        "anomaly": anomaly,
+        "template": MESSAGES[anomaly],
+        "params": params,
+        "since": began,
+        "score": score if isinstance(score, int | float) else None,
+    }
 
 
 @router.get("/warnings/{warning_id}")

@@ -1,4 +1,4 @@
-/* Air-quality charts: hourly AQI bars coloured by level, and 1-hour mean concentrations.
+/* Air-quality charts: hourly AQI bars coloured by level, 1-hour mean concentrations, and the forecasts.
  *
  * Chart times arrive as China-time wall clock read as UTC; the charts draw in UTC mode so every
  * browser shows China Standard Time whatever its own time zone.
@@ -66,9 +66,45 @@
     });
   }
 
+  // The platform's forecast: the observed hours, the forecast mean (dashed) and its 80 % band, drawn as
+  // the lower bound plus a stacked, filled width.
+  function drawForecasts() {
+    var charts = readJson("forecast-charts");
+    if (!charts || typeof echarts === "undefined") return;
+    var T = readJson("forecast-text") || {};
+    charts.forEach(function (chart) {
+      var el = document.querySelector('[data-forecast-chart="' + chart.id + '"]');
+      if (!el) return;
+      var width = chart.upper.map(function (p, i) { return [p[0], Math.round((p[1] - chart.lower[i][1]) * 10) / 10]; });
+      var option = base(chart.observed.concat(chart.mean));
+      option.color = ["#0b5cad", "#d9480f"];
+      option.legend = { top: 0, right: 8, data: [T.observed, T.forecast, T.band] };
+      option.grid.top = 28;
+      option.tooltip.formatter = function (items) {
+        var lines = [];
+        items.forEach(function (item) {
+          if (item.seriesId === "band-low") return;
+          var value = item.seriesId === "band" ? chart.lower[item.dataIndex][1] + "–" + chart.upper[item.dataIndex][1] : item.value[1];
+          lines.push(item.marker + item.seriesName + " " + value);
+        });
+        return lines.join("<br>");
+      };
+      option.series = [
+        { id: "observed", name: T.observed, type: "line", data: chart.observed, showSymbol: false },
+        { id: "forecast", name: T.forecast, type: "line", data: chart.mean, showSymbol: false, lineStyle: { type: "dashed" } },
+        { id: "band-low", type: "line", data: chart.lower, stack: "band", symbol: "none", lineStyle: { opacity: 0 }, silent: true },
+        { id: "band", name: T.band, type: "line", data: width, stack: "band", symbol: "none", lineStyle: { opacity: 0 },
+          areaStyle: { color: "#d9480f", opacity: 0.16 }, itemStyle: { color: "#f5b99c" } }
+      ];
+      draw(el, option);
+      el.setAttribute("data-drawn", "true");
+    });
+  }
+
   function start() {
     drawAqi();
     drawPollutants();
+    drawForecasts();
     window.addEventListener("resize", function () { drawn.forEach(function (c) { if (!c.isDisposed()) c.resize(); }); });
   }
 

@@ -53,6 +53,7 @@
       box.appendChild(node("div", "small", (T.levels || {})[item.level] || item.level));
       box.appendChild(node("div", "small", item.entity_id));
       if (item.placed === "district") box.appendChild(node("div", "small muted", T.district_centre || ""));
+      if (item.placed === "city") box.appendChild(node("div", "small muted", T.city_centre || ""));
       var link = node("a", "", T.open || "Open");
       link.href = "/warning/warnings/" + item.id;
       box.appendChild(link);

@@ -1,0 +1,37 @@
+"""The command app's settings, read from CITYBRAIN_COMMAND_* (declared in the app's AppSpec)."""
+
+from __future__ import annotations
+
+from datetime import time
+from typing import Annotated, Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from citybrain.sdk import AppSettings
+
+# A time limit: a number of working hours ("4h") or working days ("3d").
+LIMIT_RE = r"^[1-9][0-9]{0,3}[hd]$"
+
+
+class CommandSettings(AppSettings):
+    """Office hours, time-limit overrides, the overdue scan and how warnings become events."""
+
+    model_config = SettingsConfigDict(env_prefix="CITYBRAIN_COMMAND_", env_file=".env", extra="ignore")
+
+    # Working hours are counted inside this daily window on working days (China's calendar, local time).
+    office_start: time = time(9, 0)
+    office_end: time = time(17, 0)
+    # Overrides of declared time limits: {"hotline.noise": {"handle": "3d"}, "part.manhole_cover": {"handle": "4h"}}.
+    limits: dict[
+        str, dict[Literal["file", "dispatch", "handle"], Annotated[str, Field(pattern=LIMIT_RE)]]
+    ] = Field(default_factory=dict)
+    # The overdue scan runs this often (seconds) and flags at most this many events a round.
+    overdue_seconds: float = Field(default=60.0, gt=0, le=86400)
+    overdue_batch: int = Field(default=500, ge=1, le=100_000)
+    # Warnings of these rules become events of the mapped category: {"pm25-high": "event.construction"}.
+    warning_categories: dict[str, str] = Field(default_factory=dict)
+    # "create": the event is filed (立案) at once; "suggest": it waits for an operator in 信息收集.
+    warning_intake: Literal["create", "suggest"] = "suggest"
+    # A classifier's answer below this confidence leaves the ticket for a person to classify.
+    classifier_min_confidence: float = Field(default=0.6, ge=0, le=1)

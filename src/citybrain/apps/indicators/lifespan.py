@@ -1,0 +1,59 @@
+"""The indicators app's background work: compute the due indicators once a round, delete old history.
+
+The declarations are checked before anything starts: an invalid one stops startup with a message that
+names the app, the indicator and the fault. The first round runs at once; then a round every
+`compute_seconds`, in a worker thread, so the event loop never waits on a compute function. Each process
+of `citybrain serve --workers N` does the same: a value replaces the one of the same indicator, area and
+period, so several processes leave one row each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from citybrain.apps.indicators import services
+from citybrain.sdk import AppContext
+
+log = logging.getLogger(__name__)
+PURGE_SECONDS = 86400.0
+# Set in the platform context's extensions once the first round has finished.
+STARTED = "indicators.started"
+
+
+@asynccontextmanager
+async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
+    """Check the declarations (refusing to start on a bad one), then run the rounds while the platform runs."""
+    services.declared(ctx)
+    ctx.extensions[STARTED] = threading.Event()
+    config = services.settings(ctx)
+    task = None
+    if config.compute_seconds > 0:
+        task = asyncio.create_task(_periodic(ctx, config.compute_seconds), name="citybrain-indicators")
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _periodic(ctx: AppContext, step: float) -> None:
+    """A round every `step` seconds (aligned to the clock), a purge daily."""
+    purged: float | None = None
+    while True:
+        try:
+            await asyncio.to_thread(services.compute_round, ctx)
+            if purged is None or time.monotonic() - purged > PURGE_SECONDS:
+                await asyncio.to_thread(services.purge, ctx)
+                purged = time.monotonic()
+        except Exception:
+            log.exception("computing the indicators failed; trying again next round")
+        ctx.extensions[STARTED].set()
+        await asyncio.sleep(step - time.time() % step)
