@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import sys
+import threading
 import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -28,6 +32,7 @@ PG_URL = os.environ.get("CITYBRAIN_TEST_PG_URL", "postgresql+psycopg://postgres@
 REQUIRE_SERVICES = os.environ.get("CITYBRAIN_REQUIRE_SERVICES") == "1"
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 ADMIN_PASSWORD = "admin-password-123"
+STOP_DUMP_SECONDS = 60.0
 # Passwords are hashed with tiny Argon2id costs here (tests/apps/identity checks the real defaults).
 os.environ.setdefault("CITYBRAIN_IDENTITY_ARGON2_TIME_COST", "1")
 os.environ.setdefault("CITYBRAIN_IDENTITY_ARGON2_MEMORY_KIB", "64")
@@ -146,6 +151,22 @@ def client(app: FastAPI) -> Iterator[TestClient]:
     """An in-process HTTP client with the app's lifespan (bus, outbox relay) running."""
     with TestClient(app, base_url="http://testserver") as test_client:
         yield test_client
+        # a stop that hangs shows what the event loop's tasks are waiting on (pytest-timeout shows threads)
+        watchdog = threading.Timer(STOP_DUMP_SECONDS, _dump_tasks, args=(test_client.portal,))
+        watchdog.daemon = True
+        watchdog.start()
+    watchdog.cancel()
+
+
+def _dump_tasks(portal: Any) -> None:
+    """Print the stack of every task of a test client's event loop (called when its stop hangs)."""
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            print(f"--- {task!r}", file=sys.stderr)
+            task.print_stack(file=sys.stderr)
+
+    portal.call(dump)
 
 
 @pytest.fixture

@@ -284,6 +284,19 @@ def test_a_slow_receiver_holds_no_one_else(
     assert failed.last_error is not None and "Timeout" in failed.last_error
 
 
+def test_a_stop_lets_an_attempt_in_flight_finish(
+    api: TestClient, client: TestClient, ctx: AppContext, receiver: Callable[..., Receiver]
+) -> None:
+    """Stopping the platform waits for a webhook attempt in flight (it ends within the timeout) and records it."""
+    hook = receiver(delay=1.0)
+    sub = subscribe(api, channel="webhook", url=hook.url)
+    raise_orange(api, ctx)
+    wait_for(lambda: hook.requests)  # the receiver has the request and answers in a second
+    client.__exit__(None, None, None)  # the platform stops (the fixture's own exit then does nothing)
+    (row,) = deliveries(ctx, sub["id"])
+    assert (row.state, row.attempts, row.receipt) == ("delivered", 1, "HTTP 200")
+
+
 def test_old_deliveries_are_purged(api: TestClient, ctx: AppContext) -> None:
     """Delivered rows older than the retention go; pending ones stay whatever their age."""
     sub = subscribe(api, channel="sms", phone=PHONE)

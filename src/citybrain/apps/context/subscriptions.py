@@ -1321,11 +1321,15 @@ class SubscriptionEngine:
         ]
 
     async def stop(self) -> None:
-        """Stop the loops and cancel deliveries in flight (their rows become due again after the lease)."""
-        tasks = [*self._loops, *self._tasks]
-        for task in tasks:
+        """Stop the loops; let deliveries in flight end (within the timeout), cancel any that overrun."""
+        for task in self._loops:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.settings.subscription_timeout_seconds + 1)
+        for task in self._tasks:
+            task.cancel()  # its row becomes due again after the lease
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._loops.clear()
         if self._client is not None:
             await self._client.aclose()

@@ -968,8 +968,13 @@ class Publisher:
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
                 self._wake.clear()
         finally:
+            # Attempts in flight end within the webhook timeout: let them finish and be recorded rather
+            # than cancel a request midway. One that still overruns is cancelled; its lease runs out
+            # and it is sent again later.
+            if self._sending:
+                await asyncio.wait(self._sending, timeout=self.conf.webhook_timeout_seconds + 1)
             for task in self._sending:
-                task.cancel()  # its lease runs out and it is sent again later
+                task.cancel()
             await asyncio.gather(*self._sending, return_exceptions=True)
             await self.client.aclose()
 
