@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -166,7 +167,8 @@ def _dump_tasks(portal: Any) -> None:
             print(f"--- {task!r}", file=sys.stderr)
             task.print_stack(file=sys.stderr)
 
-    portal.call(dump)
+    with contextlib.suppress(RuntimeError):  # the stop ended meanwhile and closed the portal
+        portal.call(dump)
 
 
 @pytest.fixture

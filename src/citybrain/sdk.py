@@ -8,6 +8,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from citybrain.core.aio import wait_event
 from citybrain.core.apps import AppSpec, NavItem
 from citybrain.core.bus import Bus, Event
 from citybrain.core.cache import ExpiringCache
@@ -21,6 +22,11 @@ from citybrain.core.db import (
     UnitOfWork,
     UTCDateTime,
     bulk_insert,
+    execute_raw,
+    json_insert_sql,
+    json_recordset,
+    json_rows,
+    uses_copy,
     utcnow,
 )
 from citybrain.core.errors import (
@@ -109,13 +115,19 @@ __all__ = [
     "ValidationFailed",
     "bulk_insert",
     "current_actor",
+    "execute_raw",
     "get_ctx",
+    "json_insert_sql",
+    "json_recordset",
+    "json_rows",
     "mask_email",
     "mask_id_number",
     "mask_phone",
     "merge_grants",
     "recalled_actor",
     "render",
+    "uses_copy",
     "utcnow",
+    "wait_event",
     "with_context",
 ]

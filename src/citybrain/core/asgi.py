@@ -164,7 +164,12 @@ def create_app(settings: Settings, specs: Sequence[AppSpec] | None = None) -> Fa
             module = spec.module(feature)
             if module is None:
                 raise AppError(f"app {spec.label!r} mounts {feature}.py, which does not exist")
-            app.include_router(module.router, prefix=prefix, tags=[spec.label], dependencies=protect)
+            # A machine API whose clients authenticate by a key in each request, never by the browser's
+            # session, has no cross-site request to forge (e.g. Open311's form-encoded POST with api_key).
+            keyed = getattr(module, "KEY_AUTHENTICATED", False) is True
+            app.include_router(
+                module.router, prefix=prefix, tags=[spec.label], dependencies=[] if keyed else protect
+            )
     app.mount("/static/core", StaticFiles(directory=UI_DIR / "static"), name="static-core")
     for spec in ctx.apps:
         api = spec.module("api")

@@ -110,9 +110,13 @@ class Bus(ABC):
     async def stop(self) -> None:
         """Drain and close cleanly; idempotent."""
 
-    @abstractmethod
     async def publish(self, event: Event) -> None:
         """Publish an event; it is durable once this returns."""
+        await self.publish_json(type(event), event.model_dump_json(), str(event.event_id))
+
+    @abstractmethod
+    async def publish_json(self, event_type: type[Event], data: str, event_id: str) -> None:
+        """Publish an event given as its model's JSON (as an outbox row keeps it), without decoding it."""
 
     @abstractmethod
     def _attach(self, sub: _Subscription) -> None:
@@ -179,6 +183,10 @@ class Bus(ABC):
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+# An event's JSON, and its decodings shared by the durables it is queued for.
+_Queued = tuple[str, dict[type[Event], Event | ValidationError]]
+
+
 @dataclass
 class _MemoryDurable:
     """In-memory state of one durable consumer."""
@@ -187,7 +195,7 @@ class _MemoryDurable:
     event_type: type[Event]
     max_deliver: int
     handlers: list[Handler[Any]] = field(default_factory=list)
-    queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[_Queued] = field(default_factory=asyncio.Queue)
     turn: int = 0
     busy: bool = False
 
@@ -227,15 +235,16 @@ class InMemoryBus(Bus):
         self._running = False
         await self._cancel_tasks()
 
-    async def publish(self, event: Event) -> None:
+    async def publish_json(self, event_type: type[Event], data: str, event_id: str) -> None:
         """Enqueue the event for every durable subscribed to its subject."""
         if not self._running:
             raise RuntimeError("bus not started")
-        subject = _subject_of(type(event))
-        data = event.model_dump_json()
+        subject = _subject_of(event_type)
+        # Events are frozen: durables of the same event class share one decoded event.
+        decoded: dict[type[Event], Event | ValidationError] = {}
         for durable in self._durables.values():
             if durable.event_type.subject == subject:
-                durable.queue.put_nowait(data)
+                durable.queue.put_nowait((data, decoded))
 
     def _attach(self, sub: _Subscription) -> None:
         """Add the handler to its durable, creating (and starting) the durable if new."""
@@ -251,21 +260,27 @@ class InMemoryBus(Bus):
     async def _consume(self, durable: _MemoryDurable) -> None:
         """Handle the durable's events one at a time, in order."""
         while True:
-            data = await durable.queue.get()
+            item = await durable.queue.get()
             durable.busy = True
             try:
-                await self._deliver(durable, data)
+                await self._deliver(durable, item)
             finally:
                 durable.busy = False
                 durable.queue.task_done()
 
-    async def _deliver(self, durable: _MemoryDurable, data: str) -> None:
+    async def _deliver(self, durable: _MemoryDurable, item: _Queued) -> None:
         """Run a handler on one event, retrying up to max_deliver attempts, then dead-letter it."""
         subject = durable.event_type.subject
-        try:
-            event = durable.event_type.model_validate_json(data)
-        except ValidationError as exc:
-            self._give_up(durable.name, subject, None, exc)
+        data, decoded = item
+        event = decoded.get(durable.event_type)
+        if event is None:
+            try:
+                event = durable.event_type.model_validate_json(data)
+            except ValidationError as exc:
+                event = exc
+            decoded[durable.event_type] = event
+        if isinstance(event, ValidationError):
+            self._give_up(durable.name, subject, None, event)
             return
         attempt = 0
         while True:
@@ -341,15 +356,15 @@ class NatsBus(Bus):
         self._js = None
         await nc.drain()
 
-    async def publish(self, event: Event) -> None:
+    async def publish_json(self, event_type: type[Event], data: str, event_id: str) -> None:
         """Publish and wait for the stream's ack; re-publishing an event_id is de-duplicated."""
         if self._js is None:
             raise RuntimeError("bus not started")
         await self._js.publish(
-            self._wire_subject(_subject_of(type(event))),
-            event.model_dump_json().encode(),
+            self._wire_subject(_subject_of(event_type)),
+            data.encode(),
             stream=self._stream,
-            headers={Header.MSG_ID.value: str(event.event_id)},
+            headers={Header.MSG_ID.value: event_id},
         )
 
     def _attach(self, sub: _Subscription) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -189,14 +190,14 @@ def _copy_converter(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] 
     return processor
 
 
-def bulk_insert(conn: Connection, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
+def bulk_insert(conn: Connection, model: type[Base] | Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert many rows of the same columns in one go: COPY on PostgreSQL, executemany on SQLite.
 
     Column types still convert the values, but Python-side column defaults do not apply: give every column.
     """
     if not rows:
         return
-    table = cast(Table, model.__table__)
+    table = model if isinstance(model, Table) else cast(Table, model.__table__)
     dialect = conn.dialect
     if dialect.name != "postgresql" or dialect.driver != "psycopg":
         conn.execute(table.insert(), list(rows))
@@ -217,6 +218,70 @@ def bulk_insert(conn: Connection, model: type[Base], rows: Sequence[Mapping[str,
                         for fn, v in zip(convert, values, strict=True)
                     ]
                 )
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
+
+
+def uses_copy(conn: Connection) -> bool:
+    """Whether the connection is PostgreSQL through psycopg (COPY and JSON record sets are available)."""
+    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+
+
+def json_recordset(table: Table, names: Sequence[str], param: str, dialect: Dialect) -> str:
+    """`jsonb_to_recordset(...) AS x(column type, ...)`: PostgreSQL reads rows given as one JSON array."""
+    columns = []
+    for name in names:
+        kind = table.c[name].type.compile(dialect=dialect).split(" COLLATE ")[0]
+        columns.append(f"{dialect.identifier_preparer.quote(name)} {kind}")
+    return f"jsonb_to_recordset(%({param})s::jsonb) AS x({', '.join(columns)})"
+
+
+def json_insert_sql(table: Table, names: Sequence[str], param: str, dialect: Dialect) -> str:
+    """An INSERT of the rows a JSON array parameter carries (see `json_recordset`)."""
+    quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
+    source = json_recordset(table, names, param, dialect)
+    return f"INSERT INTO {table.name} ({quoted}) SELECT {quoted} FROM {source}"  # noqa: S608 (names from the model)
+
+
+def json_rows(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
+    """The JSON array parameter of `json_recordset` (datetimes as ISO 8601, documents nested)."""
+    picked = [{name: _json_safe(row[name]) for name in names} for row in rows]
+    try:
+        return orjson.dumps(picked).decode()
+    except TypeError:  # integers beyond 64 bits: the standard library writes them (PostgreSQL reads them)
+        return json.dumps(picked, ensure_ascii=False, default=_iso)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_document(document: Mapping[str, Any]) -> str:
+    """A JSON document; integers beyond 64 bits (which orjson refuses) go through the standard library."""
+    try:
+        return orjson.dumps(document).decode()
+    except TypeError:
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats as the strings PostgreSQL reads them from (JSON has no such numbers)."""
+    if type(value) is float and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def execute_raw(conn: Connection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run one statement on the driver connection (PostgreSQL), mapping driver errors as SQLAlchemy does."""
+    dialect = conn.dialect
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
     except dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
 
@@ -336,6 +401,7 @@ class UnitOfWork:
         self._emitted = False
         self._session: Session | None = None
         self._entries: list[Entry] = []
+        self._outbox: list[dict[str, Any]] = []
 
     @property
     def session(self) -> Session:
@@ -360,8 +426,12 @@ class UnitOfWork:
             if exc_type is None:
                 session.flush()
                 # The chain is locked only from here to the commit, so concurrent units wait the least.
+                # The outbox rows go with the records (on PostgreSQL in the same statement).
+                outbox = [(cast(Table, OutboxRow.__table__), self._outbox)] if self._outbox else []
                 if self._entries:
-                    ledger.append_many(session.connection(), self._entries)
+                    ledger.append_many(session.connection(), self._entries, outbox)
+                elif outbox:
+                    bulk_insert(session.connection(), OutboxRow, self._outbox)
                 session.commit()
             else:
                 session.rollback()
@@ -369,6 +439,7 @@ class UnitOfWork:
             session.close()
             self._session = None
             self._entries = []
+            self._outbox = []
         if exc_type is None and self._emitted and self._on_commit is not None:
             self._on_commit()
 
@@ -385,7 +456,7 @@ class UnitOfWork:
             cls = type(item)
             event_type = f"{cls.__module__}:{cls.__qualname__}"
             rows.append({"event_type": event_type, "payload": item.model_dump_json(), "created_at": now})
-        bulk_insert(self.session.connection(), OutboxRow, rows)
+        self._outbox.extend(rows)
         self._emitted = True
 
     def emit_documents(self, event_type: type[Event], documents: Sequence[Mapping[str, Any]]) -> None:
@@ -397,12 +468,12 @@ class UnitOfWork:
         rows = [
             {
                 "event_type": name,
-                "payload": orjson.dumps({"event_id": str(uuid4()), "occurred_at": occurred, **doc}).decode(),
+                "payload": _json_document({"event_id": str(uuid4()), "occurred_at": occurred, **doc}),
                 "created_at": now,
             }
             for doc in documents
         ]
-        bulk_insert(self.session.connection(), OutboxRow, rows)
+        self._outbox.extend(rows)
         self._emitted = True
 
     def record(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import Connection, Index, String, insert, select, text, update
+from sqlalchemy import Connection, Index, String, Table, insert, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from citybrain.core.db import Base, bulk_insert, utcnow
+from citybrain.core.db import Base, bulk_insert, execute_raw, json_insert_sql, json_rows, uses_copy, utcnow
 
 GENESIS = "0" * 64
 # Key of the PostgreSQL advisory lock that serialises appends to the chain.
@@ -66,10 +67,15 @@ class Entry:
     after: str
 
 
-def append_many(conn: Connection, entries: Sequence[Entry]) -> int:
-    """Append records in order inside the caller's transaction, locking the chain once; return the last seq."""
+Inserts = Sequence[tuple[Table, Sequence[Mapping[str, Any]]]]
+
+
+def append_many(conn: Connection, entries: Sequence[Entry], also: Inserts = ()) -> int:
+    """Append records (and the transaction's further rows `also`) locking the chain once; return the last seq."""
+    # On PostgreSQL the records, the head and the further rows (the outbox's, say) go in one statement.
     head_query = select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)
     if not entries:  # nothing to chain: take no lock, so transactions without records never wait
+        _insert_all(conn, also)
         current = conn.execute(head_query).first()
         return current.seq if current else 0
     if conn.dialect.name == "postgresql":
@@ -103,12 +109,36 @@ def append_many(conn: Connection, entries: Sequence[Entry]) -> int:
             }
         )
         prev_hash = digest
-    bulk_insert(conn, LedgerRecord, rows)
+    records = cast(Table, LedgerRecord.__table__)
+    if head and uses_copy(conn):
+        _write_at_once(conn, [(records, rows), *also], seq, prev_hash)
+        return seq
+    _insert_all(conn, [(records, rows), *also])
     if head:
         conn.execute(update(LedgerHead).where(LedgerHead.id == 1).values(seq=seq, hash=prev_hash))
     else:
         conn.execute(insert(LedgerHead).values(id=1, seq=seq, hash=prev_hash))
     return seq
+
+
+def _insert_all(conn: Connection, inserts: Inserts) -> None:
+    for table, rows in inserts:
+        bulk_insert(conn, table, rows)
+
+
+def _write_at_once(conn: Connection, inserts: Inserts, seq: int, last_hash: str) -> None:
+    """PostgreSQL: every insert and the head's move in one statement (one round trip)."""
+    parts, params = [], {"seq": seq, "hash": last_hash}
+    for n, (table, rows) in enumerate(inserts):
+        if rows:
+            names = list(rows[0])
+            parts.append(f"i{n} AS ({json_insert_sql(table, names, f'p{n}', conn.dialect)})")
+            params[f"p{n}"] = json_rows(rows, names)
+    execute_raw(
+        conn,
+        f"WITH {', '.join(parts)} UPDATE core_ledger_head SET seq = %(seq)s, hash = %(hash)s WHERE id = 1",  # noqa: S608
+        params,
+    )
 
 
 @dataclass(frozen=True)

@@ -44,3 +44,17 @@ def test_take_in_a_ticket_and_move_it_from_the_pages(client: TestClient, seeded:
     assert console.status_code == 200 and 'data-count="hotline.assigned">1<' in console.text
     assert client.get("/command/inbox").status_code == 200
     assert client.get("/command/events", params={"district": "x"}).status_code == 422
+
+
+def test_kpi_page_with_chart_and_exports(client: TestClient, seeded: Seeded, org: Org) -> None:
+    login(client, seeded.admin_username, seeded.admin_password)
+    page = client.get("/command/kpi", params={"dimension": "district", "period": "week"})
+    assert page.status_code == 200 and 'data-kpi="510703"' in page.text and 'data-kpi="510700"' in page.text
+    assert (
+        "echarts.min.js" in page.text
+        and "/api/command/kpi.xlsx?dimension=district&amp;period=week" in page.text
+    )
+    bad = client.get("/command/kpi", params={"period": "custom", "start": "2026-02-01", "end": "2026-01-01"})
+    assert bad.status_code == 422 and 'role="alert"' in bad.text
+    assert client.get("/command/kpi", params={"day": "2026-02-30"}).status_code == 422
+    assert client.get("/command/kpi", params={"dimension": "x"}).status_code == 422

@@ -11,9 +11,12 @@ APP = AppSpec(
     requires=("identity", "context", "geo", "warning"),
     icon="command",
     settings=CommandSettings,
+    mounts=(("/open311/v2", "open311"),),
     nav=(
         NavItem("Operator console", "/command/events", "command.event.read"),
         NavItem("Department inbox", "/command/inbox", "command.event.read"),
         NavItem("New 12345 ticket", "/command/tickets/new", "command.ticket.create"),
+        NavItem("KPI reports", "/command/kpi", "command.event.read"),
+        NavItem("Supervision board", "/command/supervision", "command.event.read"),
     ),
 )

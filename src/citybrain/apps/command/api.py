@@ -1,13 +1,16 @@
-"""The command REST API under /api/command: categories, intake, events with their timeline, actions."""
+"""The command REST API under /api/command: categories, intake, events with their timeline, actions, KPIs,
+the supervision board."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 
-from citybrain.apps.command import schemas, services
-from citybrain.sdk import Ctx, CurrentActor
+from citybrain.apps.command import kpi, schemas, services, supervision
+from citybrain.sdk import Ctx, CurrentActor, Locale
 
 router = APIRouter()
 MAX_INT = 2**31 - 1
@@ -15,6 +18,13 @@ Id = Annotated[int, Path(ge=1, le=MAX_INT)]
 ActionCode = Annotated[str, Path(pattern=r"^[a-z][a-z_]{1,23}$")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
+Dimension = Annotated[kpi.Dimension, Query(description="Evaluate departments or districts.")]
+Period = Annotated[
+    kpi.Period, Query(description="A local day, ISO week or month holding `day`, or start … end.")
+]
+Day = Annotated[date | None, Query(description="A day of the period (default: today, China time).")]
+CSV = "text/csv; charset=utf-8"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @router.get("/categories", response_model=list[schemas.CategoryRead])
@@ -87,3 +97,70 @@ def act(
 ) -> schemas.EventDetail:
     """Take a workflow action (403: not for your role; 409: not in this state)."""
     return services.act(ctx, actor, event_id, action, data)
+
+
+@router.get("/kpi", response_model=schemas.KpiReport)
+def kpi_report(
+    ctx: Ctx,
+    actor: CurrentActor,
+    locale: Locale,
+    dimension: Dimension = "department",
+    period: Period = "month",
+    day: Day = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> schemas.KpiReport:
+    """GB/T 30428 KPIs and 12345 satisfaction by department or district over a period, with the city's."""
+    return kpi.report(ctx, actor, locale, dimension=dimension, period=period, day=day, start=start, end=end)
+
+
+def _export(found: schemas.KpiReport, suffix: str) -> str:
+    """The attachment header of an export."""
+    name = f"kpi-{found.dimension}-{found.start.isoformat()}-{found.end.isoformat()}.{suffix}"
+    return f"attachment; filename*=UTF-8''{quote(name)}"
+
+
+@router.get("/kpi.csv", response_class=Response, responses={200: {"content": {CSV: {}}}})
+def kpi_csv(
+    ctx: Ctx,
+    actor: CurrentActor,
+    locale: Locale,
+    dimension: Dimension = "department",
+    period: Period = "month",
+    day: Day = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> Response:
+    """The KPI report as CSV (UTF-8 with BOM), the city's row last."""
+    found = kpi.report(ctx, actor, locale, dimension=dimension, period=period, day=day, start=start, end=end)
+    body = kpi.to_csv(kpi.table(found, locale))
+    return Response(body, media_type=CSV, headers={"Content-Disposition": _export(found, "csv")})
+
+
+@router.get("/kpi.xlsx", response_class=Response, responses={200: {"content": {XLSX: {}}}})
+def kpi_xlsx(
+    ctx: Ctx,
+    actor: CurrentActor,
+    locale: Locale,
+    dimension: Dimension = "department",
+    period: Period = "month",
+    day: Day = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> Response:
+    """The KPI report as an Excel workbook, the city's row last."""
+    found = kpi.report(ctx, actor, locale, dimension=dimension, period=period, day=day, start=start, end=end)
+    body = kpi.to_xlsx(kpi.table(found, locale), "KPI")
+    return Response(body, media_type=XLSX, headers={"Content-Disposition": _export(found, "xlsx")})
+
+
+@router.get("/supervision", response_model=schemas.SupervisionBoard)
+def supervision_board(
+    ctx: Ctx,
+    actor: CurrentActor,
+    locale: Locale,
+    department: Annotated[str, Query(description="A responsible department's id (empty: all).")] = "",
+    district: Annotated[str, Query(description="A district's 6-digit code (empty: all).")] = "",
+) -> schemas.SupervisionBoard:
+    """The supervision board (督办看板): overdue and escalated events, those due soon, counts (400: bad filter)."""
+    return supervision.board(ctx, actor, locale, department=department, district=district)

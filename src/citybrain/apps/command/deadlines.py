@@ -65,3 +65,29 @@ def deadline(start: datetime, limit: Limit, zone: ZoneInfo, office: tuple[time, 
     if limit.unit == "d":
         return add_working_days(start, limit.amount, zone)
     return add_working_hours(start, limit.amount, zone, office)
+
+
+def working_hours_between(
+    start: datetime, end: datetime, zone: ZoneInfo, office: tuple[time, time]
+) -> timedelta:
+    """The office time of working days from `start` to `end` (zero when `end` is not after `start`)."""
+    opens, closes = office
+    if closes <= opens:
+        raise ValueError("office hours must end after they start")
+    first, last = start.astimezone(zone), end.astimezone(zone)
+    total = timedelta()
+    day = first.date()
+    while day <= last.date():
+        if is_workday(day):
+            begin = max(datetime.combine(day, opens, tzinfo=zone), first)
+            finish = min(datetime.combine(day, closes, tzinfo=zone), last)
+            if finish > begin:
+                total += finish - begin
+        day += timedelta(days=1)
+    return total
+
+
+def office_day(office: tuple[time, time]) -> timedelta:
+    """How long one working day's office hours last."""
+    opens, closes = office
+    return datetime.combine(date.min, closes) - datetime.combine(date.min, opens)

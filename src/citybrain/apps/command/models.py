@@ -20,6 +20,8 @@ class CityEvent(AuditedMixin, TimestampMixin, Base):
         Index("ix_command_event_department", "department_id", "state"),
         Index("ix_command_event_deadline", "deadline"),
         Index("ix_command_event_district", "district"),
+        # KPI reports (kpi.py) aggregate the events taken in during a period.
+        Index("ix_command_event_created", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -41,6 +43,9 @@ class CityEvent(AuditedMixin, TimestampMixin, Base):
     caller_name: Mapped[str | None] = mapped_column(String(64), default=None)
     caller_phone: Mapped[str | None] = mapped_column(String(32), default=None)
     caller_id_number: Mapped[str | None] = mapped_column(String(18), default=None)
+    # What an Open311 client sends besides: the citizen's e-mail and a photo's address.
+    caller_email: Mapped[str | None] = mapped_column(String(254), default=None)
+    media_url: Mapped[str | None] = mapped_column(String(500), default=None)
     # The main (主办) department, an identity department id; assisting ones are in command_event_department.
     department_id: Mapped[int | None] = mapped_column(default=None)
     # When the current stage's time limit runs out (None: no clock runs in this state).
@@ -50,6 +55,14 @@ class CityEvent(AuditedMixin, TimestampMixin, Base):
     rating: Mapped[str | None] = mapped_column(String(24), default=None)
     reported_by: Mapped[str] = mapped_column(String(64))
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # What the KPI reports (GB/T 30428 evaluation; standards notes §3.4) count, kept as the event moves:
+    # when it was filed (立案) and first handled (处置反馈 / 12345 回复), whether any stage ever ran past its
+    # time limit (an overdue flag is cleared by the next move; this one stays), and how often it was sent
+    # back (返工 / 重办).
+    filed_at: Mapped[datetime | None] = mapped_column(default=None)
+    handled_at: Mapped[datetime | None] = mapped_column(default=None)
+    late: Mapped[bool] = mapped_column(default=False)
+    reworks: Mapped[int] = mapped_column(default=0)
 
 
 class EventDepartment(AuditedMixin, Base):

@@ -14,6 +14,7 @@ PERMISSIONS = (
     Permission("command.event.close", "结案办结", "Close cases and tickets"),
     Permission("command.event.supervise", "督办", "Supervise (督办)"),
     Permission("command.caller.read", "查看来电人信息", "See callers' personal data"),
+    Permission("command.open311.submit", "经Open311提交诉求", "Submit citizen requests through Open311"),
 )
 
 # (code, name_zh, name_en, permissions): the posts of a command centre (standards notes §3.2).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -159,3 +159,111 @@ class CategoryRead(BaseModel):
     limits: dict[str, str]
     department: str
     districts: dict[str, str]
+
+
+class KpiRow(BaseModel):
+    """The KPIs of a department, a district or the city over a period (see kpi.py for the definitions)."""
+
+    # Counts are of the events taken in during the period; rates are percentages (None without a
+    # denominator); the composite score (0–100) and its grade A–E follow GB/T 30428 evaluation
+    # (standards notes §3.4).
+
+    key: str
+    name: str
+    # 数字城管 (GB/T 30428)
+    filed: int
+    inspector_filed: int
+    handled: int
+    handled_on_time: int
+    overdue_unhandled: int
+    due: int
+    closed: int
+    closed_on_time: int
+    reworked: int
+    cancelled: int
+    closing_rate: float | None
+    on_time_closing_rate: float | None
+    handling_rate: float | None
+    on_time_handling_rate: float | None
+    rework_rate: float | None
+    report_rate: float | None
+    filed_score: float
+    composite: float | None
+    grade: str | None
+    # 12345
+    tickets: int
+    completed: int
+    completed_on_time: int
+    satisfied: int
+    basically_satisfied: int
+    unsatisfied: int
+    completion_rate: float | None
+    on_time_completion_rate: float | None
+    satisfaction_rate: float | None
+
+
+class KpiReport(BaseModel):
+    """A KPI report: the objects of one dimension over a period (local dates, end inclusive) and the city."""
+
+    dimension: Literal["department", "district"]
+    period: Literal["day", "week", "month", "custom"]
+    start: date
+    end: date
+    rows: list[KpiRow]
+    city: KpiRow
+
+
+class SupervisionRow(BaseModel):
+    """An open event on the supervision board: its deadline, how far past it, and its escalations (督办)."""
+
+    id: int
+    number: str
+    title: str
+    workflow: str
+    state: str
+    category: str | None
+    district: str | None
+    department_id: int | None
+    department: str
+    deadline: datetime | None
+    overdue: bool
+    supervised: bool
+    # Past the deadline: clock hours, office hours of working days, and those in working days (office
+    # hours over the length of an office day); None when the deadline has not passed.
+    overdue_hours: float | None
+    overdue_working_hours: float | None
+    overdue_working_days: float | None
+    # Escalations: overdue flags by the scan and 督办 actions, and the latest one's time.
+    escalations: int
+    escalated_at: datetime | None
+
+
+class SupervisionDepartment(BaseModel):
+    """How many open events of a responsible department are overdue, escalated or due soon."""
+
+    department_id: int | None
+    name: str
+    overdue: int
+    escalated: int
+    due_soon: int
+
+
+class SupervisionBoard(BaseModel):
+    """The supervision board (督办看板): counts, counts by department, the overdue or escalated events."""
+
+    now: datetime
+    # 即将超期: open events whose deadline falls between now and this moment (a number of working hours on).
+    due_soon_until: datetime
+    due_soon_hours: int
+    department_id: int | None
+    district: str | None
+    overdue: int
+    escalated: int
+    due_soon: int
+    # Overdue or escalated events (total: how many; items: the most overdue first, at most `limit`).
+    total: int
+    limit: int
+    items: list[SupervisionRow]
+    # Due soon, neither overdue nor escalated yet, the nearest deadline first.
+    due_soon_items: list[SupervisionRow]
+    departments: list[SupervisionDepartment]

@@ -212,6 +212,8 @@ class Intake:
     caller_name: str | None = None
     caller_phone: str | None = None
     caller_id_number: str | None = None
+    caller_email: str | None = None
+    media_url: str | None = None
     department_id: int | None = None
     source_ref: str | None = None
     note: str = ""
@@ -280,8 +282,11 @@ def create(ctx: AppContext, actor: Actor, intake: Intake) -> int:
                     caller_name=intake.caller_name or None,
                     caller_phone=intake.caller_phone,
                     caller_id_number=intake.caller_id_number,
+                    caller_email=intake.caller_email,
+                    media_url=intake.media_url,
                     department_id=intake.department_id,
                     deadline=stage_deadline(ctx, intake.workflow, intake.state, intake.category, now),
+                    filed_at=now if intake.state == wf.FILED_STATE else None,
                     reported_by=actor.ref,
                     created_at=now,
                     updated_at=now,
@@ -722,6 +727,12 @@ def act(ctx: AppContext, actor: Actor, event_id: int, code: str, data: ActionTak
             row.supervised = True
         if action.rating:
             row.rating = data.rating
+        if target == wf.FILED_STATE and row.filed_at is None:
+            row.filed_at = now
+        if target in wf.HANDLED_STATES and row.handled_at is None:
+            row.handled_at = now
+        if code in wf.REWORK_ACTIONS:
+            row.reworks += 1
         if moved:
             row.deadline = stage_deadline(ctx, row.workflow, target, row.category, now)
             row.overdue = False
@@ -766,7 +777,7 @@ def scan_overdue(ctx: AppContext, now: datetime | None = None) -> int:
         result = session.execute(
             update(CityEvent)
             .where(CityEvent.id.in_(ids), due)
-            .values(overdue=True, supervised=True, updated_at=now)
+            .values(overdue=True, supervised=True, late=True, updated_at=now)
             .execution_options(synchronize_session=False)
         )
         rows = list(

@@ -35,3 +35,11 @@ class CommandSettings(AppSettings):
     warning_intake: Literal["create", "suggest"] = "suggest"
     # A classifier's answer below this confidence leaves the ticket for a person to classify.
     classifier_min_confidence: float = Field(default=0.6, ge=0, le=1)
+    # Open311 GeoReport v2 (/open311/v2): the jurisdiction_id this server answers for (a request naming
+    # another gets 404), and how many days a request list covers when no start_date is given (and at most).
+    open311_jurisdiction: str = Field(default="mianyang.gov.cn", min_length=1, max_length=100)
+    open311_days: int = Field(default=90, ge=1, le=366)
+    # The supervision board (督办看板): events due within this many working hours count as 即将超期, and
+    # it lists at most this many overdue or escalated events (and as many due soon).
+    supervision_soon_hours: int = Field(default=4, ge=1, le=80)
+    supervision_rows: int = Field(default=200, ge=1, le=5000)

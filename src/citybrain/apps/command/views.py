@@ -1,5 +1,5 @@
 """Command pages under /command: the operator console, an event's page with its timeline and actions,
-the 12345 intake form and the department inbox.
+the 12345 intake form, the department inbox, the KPI reports and the supervision board.
 
 Views stay thin: parse the form, call one service, render. Services check every permission; a refused
 action re-renders the event's page with the reason and the problem's status.
@@ -7,7 +7,7 @@ action re-renders the event's page with the reason and the problem's status.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -16,11 +16,21 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from citybrain.apps.command import services
+from citybrain.apps.command import kpi, services, supervision
 from citybrain.apps.command import workflows as wf
 from citybrain.apps.command.schemas import ActionTake, TicketCreate
 from citybrain.apps.geo import services as geo
-from citybrain.sdk import Actor, AppContext, Ctx, CurrentActor, Locale, ProblemError, render
+from citybrain.sdk import (
+    Actor,
+    AllDepartments,
+    AppContext,
+    Ctx,
+    CurrentActor,
+    Locale,
+    ProblemError,
+    ValidationFailed,
+    render,
+)
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -345,3 +355,148 @@ def ticket_create(
             raise
         return _ticket_form(request, ctx, actor, locale, values, _problem_text(ctx, locale, exc), exc.status)
     return RedirectResponse(f"/command/events/{created.id}?ok=intake", status_code=303)
+
+
+# --- KPI reports ----------------------------------------------------------------------------------
+
+DateText = Annotated[str, Query(pattern=r"^(\d{4}-\d{2}-\d{2})?$")]
+
+
+def _day(text: str) -> date | None:
+    """A date from a form's yyyy-mm-dd (None when empty); a 422 when it is no date."""
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        raise ValidationFailed("{value} is not a date.", value=text) from None
+
+
+@router.get("/kpi")
+def kpi_page(
+    request: Request,
+    ctx: Ctx,
+    actor: CurrentActor,
+    locale: Locale,
+    dimension: Annotated[kpi.Dimension, Query()] = "department",
+    period: Annotated[kpi.Period, Query()] = "month",
+    day: DateText = "",
+    start: DateText = "",
+    end: DateText = "",
+) -> Response:
+    """KPI reports (GB/T 30428 evaluation and 12345 satisfaction) with charts and exports."""
+    values = {"dimension": dimension, "period": period, "day": day, "start": start, "end": end}
+    error, status_code, found = "", 200, None
+    try:
+        found = kpi.report(
+            ctx,
+            actor,
+            locale,
+            dimension=dimension,
+            period=period,
+            day=_day(day),
+            start=_day(start),
+            end=_day(end),
+        )
+    except ProblemError as exc:
+        if exc.status in (401, 403):
+            raise
+        error, status_code = _problem_text(ctx, locale, exc), exc.status
+    query = urlencode({k: v for k, v in values.items() if v})
+    chart = (
+        {
+            "names": [r.name for r in found.rows],
+            "composite": [r.composite for r in found.rows],
+            "closing": [r.closing_rate for r in found.rows],
+            "on_time": [r.on_time_closing_rate for r in found.rows],
+            "satisfaction": [r.satisfaction_rate for r in found.rows],
+            "labels": {
+                "composite": ctx.i18n.gettext(locale, "Composite score"),
+                "closing": ctx.i18n.gettext(locale, "Closing rate (%)"),
+                "on_time": ctx.i18n.gettext(locale, "On-time closing rate (%)"),
+                "satisfaction": ctx.i18n.gettext(locale, "12345 satisfaction rate (%)"),
+            },
+        }
+        if found is not None
+        else None
+    )
+    return _page(
+        request,
+        ctx,
+        locale,
+        "command/kpi.html",
+        status_code=status_code,
+        report=found,
+        values=values,
+        error=error,
+        export_query=query,
+        chart=chart,
+    )
+
+
+# --- the supervision board ------------------------------------------------------------------------
+
+
+def _overdue_text(ctx: AppContext, locale: str, row: Any) -> str:
+    """How far past its deadline an event is, in working days (or working hours under one day)."""
+    if row.overdue_working_days is None:
+        return ""
+    if row.overdue_working_days >= 1:
+        return ctx.i18n.gettext(locale, "{days} working days", days=f"{row.overdue_working_days:g}")
+    return ctx.i18n.gettext(locale, "{hours} working hours", hours=f"{row.overdue_working_hours:g}")
+
+
+@router.get("/supervision")
+def supervision_page(
+    request: Request,
+    ctx: Ctx,
+    actor: CurrentActor,
+    locale: Locale,
+    department: Annotated[str, Query()] = "",
+    district: Annotated[str, Query()] = "",
+) -> Response:
+    """The supervision board (督办看板): overdue and escalated events, those due soon, counts by department."""
+    values = {"department": department, "district": district}
+    error, status_code, found = "", 200, None
+    try:
+        found = supervision.board(ctx, actor, locale, department=department, district=district)
+    except ProblemError as exc:
+        if exc.status in (401, 403):
+            raise
+        error, status_code = _problem_text(ctx, locale, exc), exc.status
+    scope = actor.scope(wf.READ)
+    chart = (
+        {
+            "names": [d.name for d in found.departments],
+            "overdue": [d.overdue for d in found.departments],
+            "escalated": [d.escalated for d in found.departments],
+            "due_soon": [d.due_soon for d in found.departments],
+            "labels": {
+                "overdue": ctx.i18n.gettext(locale, "Overdue"),
+                "escalated": ctx.i18n.gettext(locale, "Escalated (督办)"),
+                "due_soon": ctx.i18n.gettext(locale, "Due soon (即将超期)"),
+            },
+        }
+        if found is not None
+        else None
+    )
+    departments = sorted(
+        (
+            (d.id, d.name_zh, d.name_en)
+            for d in services.departments(ctx).values()
+            if isinstance(scope, AllDepartments) or d.id in scope
+        ),
+        key=lambda d: d[0],
+    )
+    return _page(
+        request,
+        ctx,
+        locale,
+        "command/supervision.html",
+        status_code=status_code,
+        board=found,
+        values=values,
+        error=error,
+        chart=chart,
+        all_departments=departments,
+        districts=[(d.code, d.name_zh, d.name_en) for d in geo.districts(ctx)],
+        overdue_text=lambda row: _overdue_text(ctx, locale, row),
+    )

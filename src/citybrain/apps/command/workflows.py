@@ -243,6 +243,12 @@ WORKFLOWS = {CITY.code: CITY, HOTLINE.code: HOTLINE}
 # Where intake puts an event: reported by people (信息收集) or filed at once by the system.
 INITIAL = {"city": "reported", "hotline": "accepted"}
 FILED = {"city": "filed", "hotline": "accepted"}
+# What the KPI reports count (kpi.py): the state a case is filed (立案) in, the states a first handling
+# (处置反馈, 12345 回复) reaches, the actions sending work back (返工, 重办), and a 12345 ticket's 办结 states.
+FILED_STATE = "filed"
+HANDLED_STATES = frozenset({"handled", "replied"})
+REWORK_ACTIONS = frozenset({"rework", "redo"})
+COMPLETED_STATES = ("completed", "visited", "rated")
 # Ratings of a 12345 ticket (满意度测评).
 RATINGS = {
     "satisfied": ("满意", "Satisfied"),

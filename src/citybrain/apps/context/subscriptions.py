@@ -85,7 +85,7 @@ from citybrain.apps.context.models import Notification as NotificationRow
 from citybrain.apps.context.models import Subscription as SubscriptionRow
 from citybrain.apps.context.query import Node, QueryError, matches, parse_q
 from citybrain.apps.context.settings import ContextSettings
-from citybrain.sdk import SYSTEM, Actor, AppContext, Bus, utcnow
+from citybrain.sdk import SYSTEM, Actor, AppContext, Bus, utcnow, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -1586,8 +1586,7 @@ class SubscriptionEngine:
                     delay = min(delay, max(due_in, 0.01))
             except Exception:
                 log.exception("notification deliverer failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            await wait_event(self._wake, delay)
             self._wake.clear()
 
     def next_due_in(self) -> float | None:
@@ -1678,9 +1677,8 @@ class SubscriptionEngine:
             if problem is not None:
                 return f"the endpoint is not permitted: {problem}"
             if urlsplit(endpoint["uri"]).scheme.lower() in ("mqtt", "mqtts"):
-                await asyncio.wait_for(
-                    self._publish(endpoint, headers, body), timeout=self.settings.subscription_timeout_seconds
-                )
+                async with asyncio.timeout(self.settings.subscription_timeout_seconds):
+                    await self._publish(endpoint, headers, body)
             else:
                 await self._post(endpoint["uri"], headers, body)
         except DeliveryError as exc:

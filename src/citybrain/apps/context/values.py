@@ -8,6 +8,7 @@ with the stored forms they wrote; deleting an entity drops its rows by the forei
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,11 +62,21 @@ def refresh_values(
     )
 
 
+def rewritten_values(
+    pk: int, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], int | None]:
+    """An entity's index rows to write over ordinals 0..n-1, and the ordinal from which old rows go (or None)."""
+    # Only the row count of `old` matters: its stored attribute order may differ from the one it was written in.
+    after = value_rows(pk, new)
+    return after, len(after) if len(value_rows(pk, old)) > len(after) else None
+
+
 def history_number(value: Any) -> float | None:
     """The number a history row keeps for aggregation: None for non-numbers and integers beyond a double."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
-        return float(value)
+        number = float(value)
     except OverflowError:
         return None
+    return number if math.isfinite(number) else None

@@ -9,21 +9,35 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
-from uuid import uuid4
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, Literal, cast
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import Connection, Table, delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from citybrain.apps.context import entities as ent
 from citybrain.apps.context.errors import AlreadyExists, ResourceNotFound
-from citybrain.apps.context.events import AttributeChange, AttributesChanged, EntityCreated, EntityDeleted
+from citybrain.apps.context.events import AttributesChanged, EntityCreated, EntityDeleted
 from citybrain.apps.context.geo import geometry_bbox
-from citybrain.apps.context.models import AttributeHistory, Entity, EntityType
+from citybrain.apps.context.models import AttributeHistory, AttributeValue, Entity, EntityType
 from citybrain.apps.context.permissions import require_write
-from citybrain.apps.context.values import history_number, refresh_values
-from citybrain.sdk import Actor, AppContext, Event, ProblemError, UnitOfWork, bulk_insert, utcnow
+from citybrain.apps.context.values import history_number, refresh_values, rewritten_values, value_rows
+from citybrain.sdk import (
+    Actor,
+    AppContext,
+    Event,
+    ProblemError,
+    UnitOfWork,
+    bulk_insert,
+    execute_raw,
+    json_insert_sql,
+    json_recordset,
+    json_rows,
+    uses_copy,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 WRITE = "context.entity.write"
@@ -61,7 +75,8 @@ class _Plan:
     """What one transaction writes besides the entity rows: history rows and events."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
+    # Events as their JSON-ready fields (the stored forms are valid already: no model is built for them).
+    events: list[tuple[type[Event], dict[str, Any]]] = field(default_factory=list)
 
 
 def apply_jobs(ctx: AppContext, jobs: Sequence[Job]) -> list[Outcome]:
@@ -136,7 +151,7 @@ def _step(uow: UnitOfWork, state: _State, job: Job, now: datetime, plan: _Plan) 
         _history(plan, job, created, now)
         uow.record("create", _ref(job), None, stored, actor=job.actor, action=job.action)
         plan.events.append(
-            EntityCreated(tenant=job.tenant, entity_id=job.entity_id, types=list(stored["type"]))
+            (EntityCreated, {"tenant": job.tenant, "entity_id": job.entity_id, "types": list(stored["type"])})
         )
         if created:
             plan.events.append(_changed(job, stored, created))
@@ -149,8 +164,14 @@ def _step(uow: UnitOfWork, state: _State, job: Job, now: datetime, plan: _Plan) 
         state.current, state.touched = None, True
         uow.record("delete", _ref(job), before, None, actor=job.actor, action=job.action)
         plan.events.append(
-            EntityDeleted(
-                tenant=job.tenant, entity_id=job.entity_id, types=list(before["type"]), entity=before
+            (
+                EntityDeleted,
+                {
+                    "tenant": job.tenant,
+                    "entity_id": job.entity_id,
+                    "types": list(before["type"]),
+                    "entity": before,
+                },
             )
         )
         return None
@@ -170,19 +191,18 @@ def _ref(job: Job) -> str:
     return f"context_entity:{job.tenant}/{job.entity_id}"
 
 
-def _changed(job: Job, stored: Mapping[str, Any], changes: Iterable[ent.AttrChange]) -> AttributesChanged:
-    # The values are the broker's own stored forms, already validated: construct without re-validating them.
-    return AttributesChanged.model_construct(
-        event_id=uuid4(),
-        occurred_at=utcnow(),
-        tenant=job.tenant,
-        entity_id=job.entity_id,
-        types=list(stored["type"]),
-        changes=[
-            AttributeChange.model_construct(attr=c.name, dataset_id=c.dataset_id, old=c.old, new=c.new)
-            for c in changes
+def _changed(
+    job: Job, stored: Mapping[str, Any], changes: Iterable[ent.AttrChange]
+) -> tuple[type[Event], dict[str, Any]]:
+    """An AttributesChanged event's fields (see events.AttributeChange for each change's)."""
+    return AttributesChanged, {
+        "tenant": job.tenant,
+        "entity_id": job.entity_id,
+        "types": list(stored["type"]),
+        "changes": [
+            {"attr": c.name, "dataset_id": c.dataset_id, "old": c.old, "new": c.new} for c in changes
         ],
-    )
+    }
 
 
 def _history(plan: _Plan, job: Job, changes: Iterable[ent.AttrChange], now: datetime) -> None:
@@ -245,29 +265,115 @@ def _write(uow: UnitOfWork, states: Mapping[tuple[str, str], _State], plan: _Pla
     if deleted:
         _drop_side_rows(session, deleted, sqlite)
         session.execute(delete(Entity).where(Entity.pk.in_(deleted)))
-    if updates:
-        session.execute(update(Entity), [{"pk": pk, **columns(new)} for pk, _, new in updates])
-        retyped = [(pk, new) for pk, old, new in updates if new["type"] != old.get("type")]
-        moved = [(pk, new) for pk, old, new in updates if ent.geometry_of(new) != ent.geometry_of(old)]
-        _set_types(session, retyped)
-        if sqlite:
-            _set_boxes(session, moved)
-        refresh_values(
-            session, [(pk, new) for pk, old, new in updates if new.get("attrs") != old.get("attrs")]
-        )
-    if inserts:
-        rows = [
-            {"tenant": tenant, "entity_id": stored["id"], "department_id": department, **columns(stored)}
-            for tenant, stored, department in inserts
-        ]
-        bulk_insert(session.connection(), Entity, rows)
-        created = _with_pks(session, [(tenant, stored) for tenant, stored, _ in inserts])
+    _set_types(session, [(pk, new) for pk, old, new in updates if new["type"] != old.get("type")])
+    revalued = [(pk, old, new) for pk, old, new in updates if new.get("attrs") != old.get("attrs")]
+    connection = session.connection()
+    if uses_copy(connection):  # PostgreSQL: everything after the new rows in one statement
+        created = _insert_returning(connection, inserts)
         _set_types(session, created, fresh=True)
-        if sqlite:
-            _set_boxes(session, created, fresh=True)
-        refresh_values(session, created, fresh=True)
-    bulk_insert(session.connection(), AttributeHistory, plan.history)
-    uow.emit_many(plan.events)
+        _write_at_once(connection, updates, revalued, created, plan.history)
+    else:
+        if updates:
+            session.execute(update(Entity), [{"pk": pk, **columns(new)} for pk, _, new in updates])
+            if sqlite:
+                moved = [
+                    (pk, new) for pk, old, new in updates if ent.geometry_of(new) != ent.geometry_of(old)
+                ]
+                _set_boxes(session, moved)
+            refresh_values(session, [(pk, new) for pk, _, new in revalued])
+        if inserts:
+            bulk_insert(connection, Entity, _entity_rows(inserts))
+            created = _with_pks(session, [(tenant, stored) for tenant, stored, _ in inserts])
+            _set_types(session, created, fresh=True)
+            if sqlite:
+                _set_boxes(session, created, fresh=True)
+            refresh_values(session, created, fresh=True)
+        bulk_insert(connection, AttributeHistory, plan.history)
+    for event_type, run in groupby(plan.events, key=itemgetter(0)):  # in order, a run of one class at a time
+        uow.emit_documents(event_type, [fields for _, fields in run])
+
+
+def _entity_rows(inserts: Sequence[tuple[str, dict[str, Any], int | None]]) -> list[dict[str, Any]]:
+    return [
+        {"tenant": tenant, "entity_id": stored["id"], "department_id": department, **columns(stored)}
+        for tenant, stored, department in inserts
+    ]
+
+
+_ENTITY_SET = ("type", "created_at", "modified_at", "data", "min_lon", "min_lat", "max_lon", "max_lat")
+_ENTITY_NEW = ("tenant", "entity_id", "department_id", *_ENTITY_SET)
+_VALUE_COLUMNS = ("entity_pk", "ordinal", "attr", "dataset_id", "number", "text")
+
+
+def _insert_returning(
+    conn: Connection, inserts: Sequence[tuple[str, dict[str, Any], int | None]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """PostgreSQL: insert new entity rows and learn their keys in the same statement."""
+    if not inserts:
+        return []
+    sql = json_insert_sql(cast(Table, Entity.__table__), _ENTITY_NEW, "rows", conn.dialect)
+    found = execute_raw(
+        conn,
+        f"{sql} RETURNING pk, tenant, entity_id",
+        {"rows": json_rows(_entity_rows(inserts), _ENTITY_NEW)},
+    )
+    keys = {(tenant, entity_id): pk for pk, tenant, entity_id in found}
+    return [(keys[(tenant, stored["id"])], stored) for tenant, stored, _ in inserts]
+
+
+def _write_at_once(
+    conn: Connection,
+    updates: Sequence[tuple[int, dict[str, Any], dict[str, Any]]],
+    revalued: Sequence[tuple[int, dict[str, Any], dict[str, Any]]],
+    created: Sequence[tuple[int, dict[str, Any]]],
+    history: Sequence[dict[str, Any]],
+) -> None:
+    """PostgreSQL: changed entity rows, index rows (rewritten in place, or new) and history in one statement."""
+    dialect = conn.dialect
+    values = cast(Table, AttributeValue.__table__)
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    if updates:
+        names = ("pk", *_ENTITY_SET)
+        assignments = ", ".join(f"{c} = x.{c}" for c in _ENTITY_SET)
+        parts.append(
+            f"e AS (UPDATE context_entity t SET {assignments} "  # noqa: S608 (names from the model)
+            f"FROM {json_recordset(cast(Table, Entity.__table__), names, 'entities', dialect)} WHERE t.pk = x.pk)"
+        )
+        params["entities"] = json_rows([{"pk": pk, **columns(new)} for pk, _, new in updates], names)
+    rows = [row for pk, stored in created for row in value_rows(pk, stored)]
+    cuts: list[dict[str, Any]] = []
+    for pk, old, new in revalued:
+        rewritten, cut = rewritten_values(pk, old, new)
+        rows.extend(rewritten)
+        if cut is not None:
+            cuts.append({"entity_pk": pk, "ordinal": cut})
+    if rows:
+        kept = ", ".join(f"context_value.{c}" for c in _VALUE_COLUMNS[2:])
+        fresh = ", ".join(f"excluded.{c}" for c in _VALUE_COLUMNS[2:])
+        # A row that holds the same already is left alone (no new row version, no index entries).
+        parts.append(
+            f"v AS ({json_insert_sql(values, _VALUE_COLUMNS, 'values', dialect)} "
+            f"ON CONFLICT (entity_pk, ordinal) DO UPDATE SET ({', '.join(_VALUE_COLUMNS[2:])}) = ({fresh}) "
+            f"WHERE ({kept}) IS DISTINCT FROM ({fresh}))"
+        )
+        params["values"] = json_rows(rows, _VALUE_COLUMNS)
+    if cuts:
+        # Disjoint from the rows written over above (those are below the cut), so one statement may do both.
+        parts.append(
+            "c AS (DELETE FROM context_value t USING "  # noqa: S608
+            f"{json_recordset(values, ('entity_pk', 'ordinal'), 'cuts', dialect)} "
+            "WHERE t.entity_pk = x.entity_pk AND t.ordinal >= x.ordinal)"
+        )
+        params["cuts"] = json_rows(cuts, ("entity_pk", "ordinal"))
+    if history:
+        names_h = list(history[0])
+        parts.append(
+            f"h AS ({json_insert_sql(cast(Table, AttributeHistory.__table__), names_h, 'history', dialect)})"
+        )
+        params["history"] = json_rows(history, names_h)
+    if parts:
+        execute_raw(conn, f"WITH {', '.join(parts)} SELECT 1", params)
 
 
 def _with_pks(

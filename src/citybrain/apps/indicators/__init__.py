@@ -11,5 +11,9 @@ APP = AppSpec(
     requires=("identity", "context", "geo"),
     icon="pulse",
     settings=IndicatorsSettings,
-    nav=(NavItem("Vital signs", "/indicators", "indicators.indicator.read"),),
+    nav=(
+        NavItem("Vital signs", "/indicators", "indicators.indicator.read"),
+        NavItem("City operations screen", "/indicators/screen", "indicators.indicator.read"),
+        NavItem("Daily brief", "/indicators/brief", "indicators.indicator.read"),
+    ),
 )

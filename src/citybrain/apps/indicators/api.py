@@ -1,7 +1,8 @@
 """The indicators REST API under /api/indicators: the catalogue, every vital sign now, history, export.
 
 `GET /current` answers every indicator's city and district values in one call, with a version stamp as
-its ETag: a screen that polls with If-None-Match gets 304 until a value changes.
+its ETag: a screen that polls with If-None-Match gets 304 until a value changes. `GET /screen` answers
+what the IOC screen draws, and `GET /stream` pushes the changes to it as server-sent events.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
+import orjson
 from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
-from citybrain.apps.indicators import schemas, services
+from citybrain.apps.indicators import schemas, screen, services
 from citybrain.sdk import Ctx, CurrentActor, Locale
 
 router = APIRouter()
@@ -153,3 +156,25 @@ def export_xlsx(
     name = f"{code}-{found.area.code}.xlsx"
     body = services.to_xlsx(table, found.item.spec.name(locale))
     return Response(body, media_type=XLSX, headers={"Content-Disposition": _attachment(name)})
+
+
+@router.get("/screen")
+def screen_data(ctx: Ctx, actor: CurrentActor, locale: Locale, district: AreaCode = None) -> Response:
+    """What the IOC screen draws for the city or a district: gauges, signs, rankings and trends."""
+    body = screen.screen_data(ctx, actor, district, locale)
+    return Response(orjson.dumps(body), media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."}},
+)
+def stream(ctx: Ctx, actor: CurrentActor, district: AreaCode = None) -> StreamingResponse:
+    """Changes for the IOC screen as server-sent events: indicators, warning and event messages."""
+    wanted = screen.check_stream(ctx, actor, district)
+    return StreamingResponse(
+        screen.stream(ctx, wanted),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

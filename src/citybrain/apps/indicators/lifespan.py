@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from citybrain.apps.indicators import services
+from citybrain.apps.indicators import screen, services
 from citybrain.sdk import AppContext
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,9 @@ STARTED = "indicators.started"
 
 @asynccontextmanager
 async def lifespan(ctx: AppContext) -> AsyncIterator[None]:
-    """Check the declarations (refusing to start on a bad one), then run the rounds while the platform runs."""
+    """Check the declarations (refusing to start on a bad one), follow the screen's changes, run the rounds."""
     services.declared(ctx)
+    screen.subscribe(ctx)
     ctx.extensions[STARTED] = threading.Event()
     config = services.settings(ctx)
     task = None

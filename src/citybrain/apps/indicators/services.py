@@ -25,6 +25,7 @@ from sqlalchemy import delete, func, select
 from citybrain.apps.geo import services as geo
 from citybrain.apps.identity import services as identity
 from citybrain.apps.indicators.definitions import Declared, IndicatorSpec, Level, collect
+from citybrain.apps.indicators.events import ValuesChanged
 from citybrain.apps.indicators.models import CurrentValue, IndicatorValue
 from citybrain.apps.indicators.settings import IndicatorsSettings
 from citybrain.sdk import SYSTEM, Actor, AppContext, BadRequest, NotFound, ValidationFailed, utcnow
@@ -208,6 +209,7 @@ class RoundReport:
     computed: tuple[str, ...]
     unavailable: tuple[str, ...]
     seconds: float
+    changed: tuple[str, ...] = ()
 
 
 def compute_round(
@@ -231,8 +233,9 @@ def compute_round(
         if force or wanted is not None or not fresh:
             due.append((spec, start))
     results = [(spec, start, evaluate(ctx, spec, start, moment)) for spec, start in due]
+    changed: list[str] = []
     if results:
-        _store(ctx, results, moment)
+        changed = _store(ctx, results, moment)
     with state.lock:
         for spec, start, _found in results:
             state.last[spec.code] = (start, clock)
@@ -240,14 +243,16 @@ def compute_round(
         tuple(s.code for s, _, _ in results),
         tuple(s.code for s, _, found in results if any(c.status == UNAVAILABLE for c in found)),
         time.perf_counter() - began,
+        tuple(changed),
     )
 
 
 def _store(
     ctx: AppContext, results: Sequence[tuple[IndicatorSpec, datetime, list[Computed]]], at: datetime
-) -> None:
-    """Replace the values of each indicator's period and its current values, in one transaction."""
+) -> list[str]:
+    """Replace each indicator's period values and current values in one transaction; announce what changed."""
     codes = [spec.code for spec, _, _ in results]
+    changed: list[str] = []
     history: list[IndicatorValue] = []
     current: list[CurrentValue] = []
     with ctx.uow(SYSTEM, "indicators.compute") as uow:
@@ -259,6 +264,9 @@ def _store(
             ).scalars()
         }
         for spec, start, found in results:
+            areas_before = {area for (code, area) in before if code == spec.code}
+            if areas_before != {c.area for c in found}:
+                changed.append(spec.code)
             session.execute(
                 delete(IndicatorValue).where(
                     IndicatorValue.indicator == spec.code, IndicatorValue.period_start == start
@@ -279,6 +287,8 @@ def _store(
                 )
                 old = before.get((spec.code, c.area))
                 same = old is not None and (old.value, old.text, old.status) == (c.value, c.text, c.status)
+                if not same and (not changed or changed[-1] != spec.code):
+                    changed.append(spec.code)
                 current.append(
                     CurrentValue(
                         indicator=spec.code,
@@ -296,6 +306,9 @@ def _store(
         session.flush()
         session.add_all(history)
         session.add_all(current)
+        if changed:
+            uow.emit(ValuesChanged(codes=changed, at=at))
+    return changed
 
 
 def purge(ctx: AppContext, now: datetime | None = None) -> int:

@@ -28,3 +28,35 @@ class IndicatorsSettings(AppSettings):
     # The most history points one request returns, and one export.
     max_points: int = Field(default=10_000, ge=100, le=100_000)
     max_export_rows: int = Field(default=100_000, ge=1000, le=1_000_000)
+    # The IOC screen (城市运行一屏观全域): the gauges, the district rankings, the trend charts and the map
+    # layers it shows (an indicator or layer that is not there is left out), and how long its trends reach.
+    screen_gauges: tuple[str, ...] = (
+        "environment.aqi",
+        "traffic.tpi",
+        "iot.devices_online",
+        "iot.river_level_ratio",
+    )
+    screen_rankings: tuple[str, ...] = (
+        "environment.aqi",
+        "traffic.tpi",
+        "iot.river_level_ratio",
+        "warning.active",
+    )
+    screen_trends: tuple[str, ...] = ("environment.aqi", "traffic.tpi", "iot.devices_online")
+    screen_trend_hours: int = Field(default=24, ge=1, le=168)
+    screen_layers: tuple[str, ...] = ("traffic-segments", "air-quality", "water-levels")
+    # The open screen reloads everything this often besides what is pushed to it.
+    screen_refresh_seconds: float = Field(default=60.0, ge=5, le=3600)
+    # The top of a gauge's scale by indicator; others: 100 for a percentage, else beyond the bad threshold.
+    # AQI 0–500: HJ 633 §4.1.1 (standards README §1.4); TPI 0–10: GB/T 33171-2016 §7.2.3.
+    screen_gauge_max: dict[str, float] = Field(
+        default_factory=lambda: {
+            "environment.aqi": 500.0,
+            "traffic.tpi": 10.0,
+            "iot.river_level_ratio": 150.0,
+        }
+    )
+    # The screen's push stream: a keep-alive comment this often, and a stream ends (the browser reconnects
+    # at once) after this long, so a proxy never holds a connection forever.
+    stream_keepalive_seconds: float = Field(default=15.0, gt=0, le=120)
+    stream_max_seconds: float = Field(default=1800.0, gt=0, le=86400)

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from citybrain.apps.indicators import services
+from citybrain.apps.indicators import brief, screen, services
 from citybrain.apps.indicators.definitions import IndicatorSpec
 from citybrain.sdk import AppContext, Ctx, CurrentActor, Locale, render, utcnow
 
@@ -71,6 +71,66 @@ def catalogue(request: Request, ctx: Ctx, actor: CurrentActor, locale: Locale) -
         colors=LEVEL_COLORS,
         owner=_owner(ctx, locale),
         when=lambda m: "" if m is None else m.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/screen")
+def screen_page(
+    request: Request,
+    ctx: Ctx,
+    actor: CurrentActor,
+    locale: Locale,
+    district: Annotated[str | None, Query(min_length=1, max_length=12)] = None,
+) -> Response:
+    """The IOC screen (城市运行一屏观全域) of the city, or of one district (drill-down)."""
+    data = screen.screen_data(ctx, actor, district, locale)
+    config = {
+        "locale": locale,
+        "district": data["district"],
+        "city": data["city"],
+        "map": screen.map_config(ctx, actor, locale),
+        "refresh_ms": int(services.settings(ctx).screen_refresh_seconds * 1000),
+        "apps": {label: ctx.app(label) is not None for label in ("warning", "command")},
+    }
+    response = render(request, "indicators/screen.html", data=data, config=config)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/brief")
+def daily_brief(
+    request: Request,
+    ctx: Ctx,
+    actor: CurrentActor,
+    locale: Locale,
+    day: Annotated[str | None, Query(alias="date", max_length=40)] = None,
+) -> Response:
+    """The daily city operations brief (城市运行日报) of a day, printable."""
+    found = brief.daily_brief(ctx, actor, brief.parse_day(ctx, day))
+    zone = ZoneInfo(ctx.settings.timezone)
+    response = render(
+        request,
+        "indicators/brief.html",
+        brief=found,
+        names={a.code: a.name(locale) for a in found.areas},
+        colors=LEVEL_COLORS,
+        chart=(brief.CHART_W, brief.CHART_H),
+        number=lambda spec, x: "—" if x is None else f"{x:.{spec.decimals}f}",
+        when=lambda m: m.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+        # the day's warnings are listed by the page's script from the warning app's API, as the screen's
+        # are: that API checks the reader's own permission (the warning app is not this app's requirement)
+        listing={
+            "start": found.start.isoformat(),
+            "end": found.end.isoformat(),
+            "warning": ctx.app("warning") is not None,
+            "names": {a.code: a.name(locale) for a in found.areas},
+            "locale": locale,
+        },
+        previous=(found.day - timedelta(days=1)).isoformat(),
+        following=(found.day + timedelta(days=1)).isoformat(),
+        latest=brief.parse_day(ctx, None),
     )
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -61,6 +61,7 @@ from citybrain.sdk import (
     ValidationFailed,
     mask_phone,
     utcnow,
+    wait_event,
 )
 
 log = logging.getLogger(__name__)
@@ -964,8 +965,7 @@ class Publisher:
                         self._purged = time.monotonic()
                 except Exception:
                     log.exception("the warning delivery worker failed; trying again shortly")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                await wait_event(self._wake, delay)
                 self._wake.clear()
         finally:
             # Attempts in flight end within the webhook timeout: let them finish and be recorded rather
