@@ -245,32 +245,25 @@ def json_insert_sql(table: Table, names: Sequence[str], param: str, dialect: Dia
 
 def json_rows(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
     """The JSON array parameter of `json_recordset` (datetimes as ISO 8601, documents nested)."""
-    picked = [{name: _json_safe(row[name]) for name in names} for row in rows]
-    try:
-        return orjson.dumps(picked).decode()
-    except TypeError:  # integers beyond 64 bits: the standard library writes them (PostgreSQL reads them)
-        return json.dumps(picked, ensure_ascii=False, default=_iso)
+    picked = []
+    for row in rows:
+        item = {name: row[name] for name in names}
+        for name, value in item.items():
+            if type(value) is float and not math.isfinite(value):
+                item[name] = _non_finite(value)
+        picked.append(item)
+    return json_text(picked)
+
+
+def _non_finite(value: float) -> str:
+    """A non-finite float as the string PostgreSQL reads it from (JSON has no such numbers)."""
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
 def _iso(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _json_document(document: Mapping[str, Any]) -> str:
-    """A JSON document; integers beyond 64 bits (which orjson refuses) go through the standard library."""
-    try:
-        return orjson.dumps(document).decode()
-    except TypeError:
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-
-
-def _json_safe(value: Any) -> Any:
-    """Non-finite floats as the strings PostgreSQL reads them from (JSON has no such numbers)."""
-    if type(value) is float and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return value
 
 
 def execute_raw(conn: Connection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
@@ -299,11 +292,11 @@ def _run_hook(hook: ConnectHook, dialect: str) -> Callable[[Any, Any], None]:
 
 
 def json_text(value: Any) -> str:
-    """JSON text of a document column: orjson, or the standard library for what orjson refuses (huge ints)."""
+    """JSON text (of a document column, say): orjson, or the standard library for what orjson refuses (huge ints)."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False, default=_iso)
 
 
 def json_value(text: str | bytes) -> Any:
@@ -468,7 +461,7 @@ class UnitOfWork:
         rows = [
             {
                 "event_type": name,
-                "payload": _json_document({"event_id": str(uuid4()), "occurred_at": occurred, **doc}),
+                "payload": json_text({"event_id": str(uuid4()), "occurred_at": occurred, **doc}),
                 "created_at": now,
             }
             for doc in documents
