@@ -40,6 +40,7 @@ from citybrain.core.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from citybrain.core.ids import uuid4
 from citybrain.core.masking import mask_email, mask_id_number, mask_phone
 from citybrain.core.permissions import (
     ALL,
@@ -128,6 +129,7 @@ __all__ = [
     "render",
     "uses_copy",
     "utcnow",
+    "uuid4",
     "wait_event",
     "with_context",
 ]

@@ -31,6 +31,8 @@ class NavItem:
     path: str
     permission: str | None = None
     icon: str = ""
+    # An endpoint answering {"unread": n}: the shell shows n beside the entry (nothing when 0).
+    badge: str = ""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import gc
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -21,6 +20,7 @@ import citybrain
 from citybrain.core.apps import AppError, AppSpec
 from citybrain.core.context import AppContext, OutboxRelay
 from citybrain.core.i18n import negotiate
+from citybrain.core.ids import random_bytes
 from citybrain.core.platform import build_context
 from citybrain.core.settings import Settings
 from citybrain.core.web import (
@@ -48,16 +48,10 @@ class ShellHeaders:
         """Wrap the app; the cookie is marked `Secure` when the settings say so."""
         self.app = app
         self.cookie_attributes = "; Path=/; SameSite=strict" + ("; Secure" if secure_cookies else "")
-        self._random, self._used = b"", 0
 
     def new_token(self) -> str:
         """A fresh random CSRF token (32 bytes, URL-safe base64, like `secrets.token_urlsafe(32)`)."""
-        # One system call per 128 tokens: the event loop thread gives up the GIL less often.
-        if self._used >= len(self._random):
-            self._random, self._used = os.urandom(32 * 128), 0
-        chunk = self._random[self._used : self._used + 32]
-        self._used += 32
-        return base64.urlsafe_b64encode(chunk).rstrip(b"=").decode("ascii")
+        return base64.urlsafe_b64encode(random_bytes(32)).rstrip(b"=").decode("ascii")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Hand the request on; add the headers the response does not set itself to its start."""

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
-from uuid import uuid4
 
 import orjson
 from sqlalchemy import (
@@ -31,6 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from citybrain.core.ids import uuid4
 from citybrain.core.permissions import Actor
 
 if TYPE_CHECKING:
@@ -245,12 +245,15 @@ def json_insert_sql(table: Table, names: Sequence[str], param: str, dialect: Dia
 
 def json_rows(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
     """The JSON array parameter of `json_recordset` (datetimes as ISO 8601, documents nested)."""
-    picked = []
+    # The rows of one call share their members, as one builder makes them: when the first row has
+    # exactly the named ones, every row goes as it is (no copy); otherwise each is cut down to them.
+    exact = bool(rows) and rows[0].keys() == set(names)
+    picked: list[Mapping[str, Any]] = []
     for row in rows:
-        item = {name: row[name] for name in names}
-        for name, value in item.items():
-            if type(value) is float and not math.isfinite(value):
-                item[name] = _non_finite(value)
+        item = row if exact else {name: row[name] for name in names}
+        for name, value in row.items():
+            if type(value) is float and not math.isfinite(value) and name in item:
+                item = {**item, name: _non_finite(value)}
         picked.append(item)
     return json_text(picked)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -133,6 +134,7 @@ class Templates:
         locale = request_locale(request)
         translations = self.ctx.i18n.get(locale)
         actor = current_actor(request)
+        nav = self.nav(actor)
 
         def gettext(message: str, **params: Any) -> str:
             text = translations.gettext(message)
@@ -145,7 +147,8 @@ class Templates:
             "html_lang": "zh-CN" if locale == "zh_CN" else "en",
             "locales": LOCALE_NAMES,
             "actor": actor,
-            "nav": self.nav(actor),
+            "nav": nav,
+            "active_nav": active_entry(request.url.path, [item["path"] for item in nav]),
             "apps": self.ctx.apps,
             "csrf_token": csrf_token(request),
             "path": request.url.path,
@@ -161,9 +164,27 @@ class Templates:
             for item in spec.nav:
                 if item.permission is None or actor.can(item.permission):
                     items.append(
-                        {"title": item.title, "path": item.path, "icon": item.icon, "app": spec.label}
+                        {
+                            "title": item.title,
+                            "path": item.path,
+                            "icon": item.icon,
+                            "app": spec.label,
+                            "badge": item.badge,
+                        }
                     )
         return items
+
+
+def active_entry(path: str, entries: Sequence[str]) -> str | None:
+    """The navigation entry a page belongs to: the longest entry path that is the page's path or a parent of it."""
+    found = None
+    for entry in entries:
+        base = entry.rstrip("/")
+        if (path in (entry, base) or path.startswith(base + "/")) and (
+            found is None or len(entry) > len(found)
+        ):
+            found = entry
+    return found
 
 
 def problem_response(

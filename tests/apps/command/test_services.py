@@ -88,11 +88,16 @@ def test_hotline_workflow_with_roles_states_and_joint_handling(ctx: AppContext, 
         take(ctx, org.operator, event_id, "rate")
     assert take(ctx, org.operator, event_id, "rate", rating="satisfied") == "rated"
     done = services.get_event(ctx, org.leader, event_id)
+    # 办结 lifts the 督办 flag, in the timeline
     assert (
-        done.supervised and done.rating == "satisfied" and done.closed_at is not None and done.actions == []
+        not done.supervised
+        and done.rating == "satisfied"
+        and done.closed_at is not None
+        and done.actions == []
     )
     assert [s.action for s in done.timeline] == [
-        "intake", "assign", "assist", "sign", "supervise", "reply", "complete", "visit", "rate",
+        "intake", "assign", "assist", "sign", "supervise", "reply", "complete", "supervision_lifted", "visit",
+        "rate",
     ]  # fmt: skip
     assert done.timeline[1].by == "user:13" and done.timeline[1].by_name == "派遣员"
 
@@ -230,6 +235,8 @@ def test_roles_are_created_once(ctx: AppContext, org: Org) -> None:
         "command_dispatcher",
         "command_handler",
         "command_inspector",
+        "command_emergency_commander",
+        "command_emergency_responder",
     }
     assert services.ensure_roles(ctx) == first
     assert services.list_categories(ctx, SYSTEM)[0].code == "part.manhole_cover"

@@ -128,6 +128,29 @@ def test_bulletins_raise_orange_then_red_and_clean_ones_lift(
     ]
 
 
+def test_the_warning_belongs_to_the_ecology_bureau_and_is_public(
+    client: TestClient, ctx: AppContext, seeded: Seeded
+) -> None:
+    from citybrain.apps.identity import schemas, services
+
+    (rule,) = [r for r in warning.list_rules(ctx, SYSTEM) if r.code == "heavy-pollution"]
+    assert (rule.definition["department"], rule.definition["public"]) == ("sthj", True)
+    bureau = services.create_department(
+        ctx, SYSTEM, schemas.DepartmentCreate(code="sthj", name_zh="市生态环境局", parent_id=seeded.root)
+    )
+    issue(ctx, ORANGE, T0)
+    (raised,) = warning.list_warnings(ctx, SYSTEM, rule="heavy-pollution").items
+    assert raised.department_id == bureau.id  # the bureau's, not the city's nor a district's
+    # anyone may read it, without signing in: the public feed and its CAP message
+    client.cookies.clear()
+    feed = client.get("/api/warning/public/feed.atom")
+    assert feed.status_code == 200 and f"/api/warning/public/{raised.id}.cap" in feed.text
+    assert "重污染天气预警" in feed.text
+    cap = client.get(f"/api/warning/public/{raised.id}.cap")
+    assert cap.status_code == 200 and cap.headers["content-type"].startswith("application/cap+xml")
+    assert client.get(f"/api/warning/public/{raised.id + 1}.cap").status_code == 404
+
+
 def test_a_bulletin_is_graded_once(admin_client: TestClient, ctx: AppContext) -> None:
     issue(ctx, ORANGE, T0)
     state = value(ctx, "heavyPollutionState")

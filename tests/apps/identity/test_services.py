@@ -565,3 +565,13 @@ def test_the_last_platform_admin_cannot_be_revoked(
     )
     services.revoke_assignment(ctx, admin, seeded.admin_id, grant.id)
     assert services.list_assignments(ctx, SYSTEM, seeded.admin_id) == []
+
+
+def test_department_ids_by_code_reads_one_query_of_known_codes(ctx: AppContext, seeded: Seeded) -> None:
+    root = services.get_department(ctx, SYSTEM, seeded.root)
+    district = services.get_department(ctx, SYSTEM, seeded.district)
+    found = services.department_ids_by_code(ctx, SYSTEM, [root.code, district.code, "nope", root.code])
+    assert found == {root.code: seeded.root, district.code: seeded.district}
+    assert services.department_ids_by_code(ctx, SYSTEM, []) == {}
+    with pytest.raises(Unauthorized):
+        services.department_ids_by_code(ctx, ANONYMOUS, [root.code])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -48,14 +47,14 @@ def test_the_brief_of_a_day(ctx: AppContext, admin_client: TestClient) -> None:
     district = re.search(rf'<tr data-area="{FUCHENG}">(.*?)</tr>', html, re.S)
     assert district is not None and 'data-level="bad"' in district.group(1) and "101.0" in district.group(1)
     assert "@media print" in admin_client.get("/static/indicators/indicators/brief.css").text
-    # the day's warnings: listed by the page's script from the warning app's API, over the day's window
-    listing = re.search(r'<script type="application/json" id="brief-config">(.*?)</script>', html, re.S)
-    assert listing is not None
-    config = json.loads(listing.group(1))
-    assert config["start"] == "2026-11-19T16:00:00+00:00" and config["end"] == "2026-11-20T16:00:00+00:00"
-    assert config["warning"] is False and config["names"][FUCHENG] == "涪城区"  # no warning app here
-    assert 'id="brief-warning-list"' in html and "/static/indicators/indicators/brief.js" in html
-    assert "/api/warning/warnings" in admin_client.get("/static/indicators/indicators/brief.js").text
+    # the day's warnings are in the page itself (no script): here there is no warning app to list them
+    assert 'id="brief-warning-list" data-state="disabled"' in html and "预警应用未启用" in html
+    assert "<script" not in html.split('id="brief"', 1)[1].split("</article>", 1)[0]
+    assert "brief.js" not in html
+    # printing: an A4 page, and the way to a PDF said on the page
+    css = admin_client.get("/static/indicators/indicators/brief.css").text
+    assert "@media print" in css and "size: A4" in css
+    assert "另存为 PDF" in html and 'onclick="window.print()"' in html
     # English
     admin_client.cookies.set("cb_lang", "en")
     assert "Daily city operations brief" in admin_client.get("/indicators/brief?date=2026-11-20").text

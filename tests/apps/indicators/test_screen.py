@@ -57,7 +57,7 @@ def test_the_screen_shows_the_city(ctx: AppContext, admin_client: TestClient) ->
     assert "城市运行一屏观全域" in html and 'class="ioc"' in html
     assert '<div class="ioc-gauge" data-code="ideclare.level">' in html
     assert re.search(
-        r'data-code="ideclare.level" data-level="warn">\s*<span class="ioc-sign-name">水位比', html
+        r'data-code="ideclare.level" data-level="warn"[^>]*>\s*<span class="ioc-sign-name">水位比', html
     )
     assert "<b>95.0</b>" in html
     data = embedded(html, "ioc-data")

@@ -154,3 +154,28 @@ def test_without_detectors_nothing_is_recorded_or_learned(started: AppContext) -
     assert picture.city.segments == len(services.segments(started))
     # every segment is measured against its speed limit until history says otherwise
     assert {s.free_flow_source for s in picture.segments} == {"speed_limit"}
+
+
+def test_the_past_index_comes_from_the_detectors_history(started: AppContext) -> None:
+    """A past moment's index from the interval means of the history; the day's trend is backfilled once."""
+    from citybrain.apps.traffic.indicators import tpi_now
+
+    seg = segment(started, "jiuzhou-1")
+    a = add_detector(started, "past-a", seg)
+    hour = NOW - timedelta(hours=3)
+    # two readings in 09:55–10:00 of three hours ago (mean 18 km/h: 30 % of 60, DTP 0.7); later: free flow
+    read(started, a, [(hour - timedelta(minutes=4), 16.0, 900.0), (hour - timedelta(minutes=2), 20.0, 900.0)])
+    read(started, a, [(NOW - timedelta(minutes=1), 60.0, 300.0)])
+    picture = services.evaluate_past(started, hour)
+    assert picture.city.index is not None and picture.city.index.dtp == pytest.approx(0.7)
+    assert services.is_past(started, hour)
+    assert tpi_now(started, hour - timedelta(minutes=5), hour)[services.CITY_CODE] == pytest.approx(8.0)
+    empty = tpi_now(started, hour - timedelta(hours=2), hour - timedelta(hours=1))
+    assert empty[services.CITY_CODE] is None  # no reading in that interval
+    # the trend of the last hours: one row per area for each interval with readings, kept when run again
+    rows = services.backfill_records(started, 6, NOW)
+    assert rows == 4  # 09:55 of three hours ago and 09:55 now, each the city and 涪城区
+    assert services.backfill_records(started, 6, NOW) == 0
+    points = services.history(started, SYSTEM, FUCHENG, NOW - timedelta(hours=6), NOW)
+    assert [p.at for p in points] == [hour - timedelta(minutes=5), NOW - timedelta(minutes=5)]
+    assert points[0].tpi == pytest.approx(8.0) and points[1].tpi == pytest.approx(0.0)

@@ -337,3 +337,79 @@ def test_an_operator_creates_a_health_rule_through_the_api(api: TestClient, ctx:
     assert api.post(f"/api/warning/rules/{created.json()['id']}/disable").status_code == 200
     settle(ctx)
     assert created.json()["id"] not in runtime.health.watches
+
+
+def drifting_monitor() -> tuple[health.Monitor, list[str], datetime]:
+    """Six close stations; st-0 reads 25 µg/m³ too high from reading 60 on: a drift warning is raised."""
+    mon = monitor(peers_within_m=5000, min_peers=3)
+    ids = [f"st-{i}" for i in range(6)]
+    mon.set_positions("", TYPE_IRI, {e: (CITY_HALL[0] + 0.001 * i, CITY_HALL[1]) for i, e in enumerate(ids)})
+    at = START
+    for i in range(100):
+        at = START + i * STEP
+        for j, entity in enumerate(ids):
+            value = 30.0 + 0.5 * j + (i % 3) + (25 if entity == "st-0" and i >= 60 else 0)
+            mon.observe("", entity, [TYPE_IRI], PM25, value, at, at)
+    raised = [t for t in mon.evaluator.drain()[0] if t.values["anomaly"] == "drift"]
+    assert raised and raised[-1].to_rank >= 1 and (7, "st-0|pm25|drift") in mon.evaluator.active
+    return mon, ids, at
+
+
+STALE = timedelta(hours=6)
+
+
+def drifts(mon: health.Monitor) -> list[ev.Transition]:
+    """The drift warnings' transitions collected so far (the other detectors' are dropped)."""
+    return [t for t in mon.evaluator.drain()[0] if t.scope_key.endswith("|drift")]
+
+
+def test_a_drift_whose_peers_went_silent_is_lifted_after_the_stale_period() -> None:
+    mon, _ids, at = drifting_monitor()
+    mon.tick(at, STALE)  # the drift is being compared: it stays
+    for i in range(1, 100):  # only st-0 reports on: no comparison can be made
+        later = at + i * STEP
+        mon.observe("", "st-0", [TYPE_IRI], PM25, 56.0 + (i % 3), later, later)
+        mon.tick(later, STALE)
+        if later - at < STALE:
+            assert drifts(mon) == [], later - at
+    (lifted,) = drifts(mon)
+    assert (lifted.scope_key, lifted.from_rank > 0, lifted.to_rank) == ("st-0|pm25|drift", True, 0)
+    assert lifted.values["stale"] is True and lifted.values["attr"] == "pm25"
+    assert (7, "st-0|pm25|drift") not in mon.evaluator.active
+
+
+def test_a_drift_still_compared_stays_and_an_evicted_series_is_lifted() -> None:
+    mon, ids, at = drifting_monitor()
+    mon.tick(at, STALE)
+    later = at
+    for i in range(1, 80):  # every station reports: st-0 is still compared (and still drifting)
+        later = at + i * STEP
+        for j, entity in enumerate(ids):
+            value = 30.0 + 0.5 * j + (i % 3) + (25 if entity == "st-0" else 0)
+            mon.observe("", entity, [TYPE_IRI], PM25, value, later, later)
+        mon.tick(later, STALE)
+    assert not [t for t in drifts(mon) if t.to_rank == 0]
+    mon.watches[7].detector.reset(("st-0", "pm25"))  # the detectors forget the series (their bound)
+    mon.tick(later + STALE - STEP, STALE)
+    assert drifts(mon) == []
+    mon.tick(later + STALE, STALE)
+    (lifted,) = drifts(mon)
+    assert lifted.to_rank == 0 and lifted.values["stale"] is True
+
+
+def test_an_adopted_drift_of_a_silent_station_is_lifted() -> None:
+    mon = monitor(peers_within_m=5000)
+    scope = "urn:ngsi-ld:AirQualityObserved:s9|pm25|drift"
+    mon.evaluator.set_active(7, scope, 2, "urn:ngsi-ld:AirQualityObserved:s9", None)
+    mon.adopt([(7, scope, "urn:ngsi-ld:AirQualityObserved:s9", "pm25", "drift", 60.0, START)])
+    mon.tick(START, STALE)
+    mon.tick(START + STALE - timedelta(seconds=1), STALE)
+    assert mon.evaluator.drain()[0] == []
+    mon.tick(START + STALE, STALE)
+    (lifted,) = mon.evaluator.drain()[0]
+    assert (lifted.scope_key, lifted.to_rank) == (scope, 0) and mon.evaluator.active == {}
+    mon.evaluator.set_active(7, scope, 2, "urn:ngsi-ld:AirQualityObserved:s9", None)
+    mon.evaluator.forget_active(7, scope, suppress=True)  # lifted by an operator: just forgotten
+    mon.tick(START + 3 * STALE, STALE)
+    mon.tick(START + 5 * STALE, STALE)
+    assert mon.evaluator.drain()[0] == [] and mon.evaluator.active == {}

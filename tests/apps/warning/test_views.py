@@ -333,3 +333,32 @@ def test_composite_rule_through_the_json_editor(api: TestClient, ctx: AppContext
     assert rule["kind"] == "composite" and rule["definition"]["combine"] == "any"
     assert [c["attr"] for c in rule["definition"]["conditions"]] == ["pm25", "no2"]
     assert "&#34;no2&#34;" in page(api, created.headers["location"])
+
+
+def test_the_triggering_history_is_read_as_the_reader(
+    client: TestClient, ctx: AppContext, seeded: Seeded, api: TestClient
+) -> None:
+    """A reader without the context app's read permission sees "no access", never the entity's history."""
+    warning = raise_warning(api, ctx)
+    blind = {"Authorization": f"Bearer {user_token(ctx, seeded, 'blind', ['warning.warning.read'], None)}"}
+    sighted_token = user_token(ctx, seeded, "sighted", ["warning.warning.read", "context.entity.read"], None)
+    sighted = {"Authorization": f"Bearer {sighted_token}"}
+    client.cookies.clear()
+    client.headers.pop("X-CSRF-Token", None)
+    url = f"/warning/warnings/{warning['id']}"
+    hidden = page(client, url, **blind)
+    (chart,) = json_block(hidden, "trigger-charts")
+    assert (chart["access"], chart["points"]) == (False, [])
+    assert "data-no-access" in hidden and "无权" in hidden
+    assert "No access" in page(client, url, "en", **blind)
+    shown = page(client, url, **sighted)
+    (chart,) = json_block(shown, "trigger-charts")
+    assert chart["access"] is True and [p[1] for p in chart["points"]][-2:] == [80.0, 160.0]
+    assert "data-no-access" not in shown
+    api_url = f"/api/warning/warnings/{warning['id']}/trigger"
+    (series,) = client.get(api_url, headers=blind).json()["series"]
+    assert (series["access"], series["points"], series["attr"]) == (False, [], "pm25")
+    (series,) = client.get(api_url, headers=sighted).json()["series"]
+    assert series["access"] is True and [v for _at, v in series["points"]][-2:] == [80.0, 160.0]
+    assert client.get("/api/warning/warnings/999999/trigger", headers=sighted).status_code == 404
+    assert client.get(api_url).status_code == 401

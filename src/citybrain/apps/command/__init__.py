@@ -18,5 +18,6 @@ APP = AppSpec(
         NavItem("New 12345 ticket", "/command/tickets/new", "command.ticket.create"),
         NavItem("KPI reports", "/command/kpi", "command.event.read"),
         NavItem("Supervision board", "/command/supervision", "command.event.read"),
+        NavItem("Emergency command", "/command/emergency", "command.emergency.read"),
     ),
 )

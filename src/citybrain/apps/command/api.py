@@ -1,5 +1,5 @@
 """The command REST API under /api/command: categories, intake, events with their timeline, actions, KPIs,
-the supervision board."""
+the supervision board, and emergency command (/api/command/emergency, emergency_api.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from citybrain.apps.command import kpi, schemas, services, supervision
+from citybrain.apps.command import emergency_api, kpi, schemas, services, supervision
 from citybrain.sdk import Ctx, CurrentActor, Locale
 
 router = APIRouter()
+router.include_router(emergency_api.router)
 MAX_INT = 2**31 - 1
 Id = Annotated[int, Path(ge=1, le=MAX_INT)]
 ActionCode = Annotated[str, Path(pattern=r"^[a-z][a-z_]{1,23}$")]
@@ -62,6 +63,7 @@ def events(
     department_id: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
     overdue: bool | None = None,
     supervised: bool | None = None,
+    due_soon: bool | None = None,
     q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     inbox: bool = False,
     limit: Limit = 50,
@@ -78,6 +80,7 @@ def events(
         department_id=department_id,
         overdue=overdue,
         supervised=supervised,
+        due_soon=due_soon,
         text=q,
         inbox=inbox,
         limit=limit,
@@ -97,6 +100,12 @@ def act(
 ) -> schemas.EventDetail:
     """Take a workflow action (403: not for your role; 409: not in this state)."""
     return services.act(ctx, actor, event_id, action, data)
+
+
+@router.post("/events/{event_id}/merge", response_model=schemas.EventDetail)
+def merge(event_id: Id, data: schemas.MergeCreate, ctx: Ctx, actor: CurrentActor) -> schemas.EventDetail:
+    """并单: merge this event into the main event `into` (409: finished, other category unless forced, loop)."""
+    return services.merge(ctx, actor, event_id, data)
 
 
 @router.get("/kpi", response_model=schemas.KpiReport)

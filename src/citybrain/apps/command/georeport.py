@@ -38,7 +38,7 @@ EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,188}\.[^@\s]{1,60}$")
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
 URL_RE = re.compile(r"^https?://[^\s]{1,490}$")
 NUMBER_RE = re.compile(r"^\d{8,16}$")
-CLOSED = {"city": ("closed", "cancelled"), "hotline": wf.COMPLETED_STATES}
+CLOSED = {"city": ("closed", "cancelled", wf.MERGED), "hotline": (*wf.COMPLETED_STATES, wf.MERGED)}
 
 
 @dataclass(frozen=True)

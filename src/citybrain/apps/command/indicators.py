@@ -131,6 +131,8 @@ INDICATORS = [
         "description_zh": "近30日受理的数字城管案件中，按期结案数占应结案数（处置数+超时未处置数）的比例（GB/T 30428）。",
         "description_en": "Of the digital city management cases taken in over the last 30 days, cases closed on "
         "time over cases due to close (handled plus overdue unhandled; GB/T 30428).",
+        "empty_zh": "暂无已结案事件",
+        "empty_en": "no closed events yet",
         "compute": rate_of("on_time_closing_rate"),
     },
     {
@@ -148,6 +150,8 @@ INDICATORS = [
         "description_zh": "近30日受理并已评价的12345工单中，满意与基本满意的比例。",
         "description_en": "Of the 12345 tickets taken in over the last 30 days and rated, the share rated "
         "satisfied or basically satisfied.",
+        "empty_zh": "暂无评价",
+        "empty_en": "no evaluations yet",
         "compute": rate_of("satisfaction_rate"),
     },
 ]

@@ -12,9 +12,22 @@ PERMISSIONS = (
     Permission("command.event.handle", "处置办理", "Handle events"),
     Permission("command.event.verify", "核查", "Verify on site"),
     Permission("command.event.close", "结案办结", "Close cases and tickets"),
-    Permission("command.event.supervise", "督办", "Supervise (督办)"),
+    Permission("command.event.supervise", "督办", "Supervise (督办), urge (催办), approve extensions (延期)"),
+    Permission("command.event.merge", "并单", "Merge duplicate events into a main event (并单)"),
     Permission("command.caller.read", "查看来电人信息", "See callers' personal data"),
     Permission("command.open311.submit", "经Open311提交诉求", "Submit citizen requests through Open311"),
+    Permission(
+        "command.emergency.read", "查看应急指挥", "View emergency responses, resources and the command log"
+    ),
+    Permission(
+        "command.emergency.command", "应急指挥", "Start, raise, lower and end emergency responses; dispatch"
+    ),
+    Permission("command.emergency.task", "办理应急任务", "Update the emergency tasks of one's department"),
+    Permission(
+        "command.resource.manage",
+        "管理应急资源",
+        "Manage emergency resources (teams, vehicles, shelters, supplies)",
+    ),
 )
 
 # (code, name_zh, name_en, permissions): the posts of a command centre (standards notes §3.2).
@@ -29,6 +42,7 @@ ROLES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
             "command.ticket.visit",
             "command.caller.read",
             "command.event.report",
+            "command.event.merge",
         ),
     ),
     (
@@ -40,8 +54,11 @@ ROLES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
             "command.event.file",
             "command.event.close",
             "command.event.supervise",
+            "command.event.merge",
             "command.caller.read",
             "command.ticket.create",
+            # the warning app's permission: the shift leader sees every department's warnings
+            "warning.warning.read_all",
         ),
     ),
     (
@@ -61,5 +78,23 @@ ROLES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
         "监督员",
         "Inspector",
         ("command.event.read", "command.event.report", "command.event.verify"),
+    ),
+    (
+        "command_emergency_commander",
+        "应急指挥长",
+        "Emergency commander",
+        (
+            "command.emergency.read",
+            "command.emergency.command",
+            "command.emergency.task",
+            "command.resource.manage",
+            "command.event.read",
+        ),
+    ),
+    (
+        "command_emergency_responder",
+        "应急联动单位人员",
+        "Emergency responder (department)",
+        ("command.emergency.read", "command.emergency.task"),
     ),
 )

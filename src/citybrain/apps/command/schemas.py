@@ -72,6 +72,16 @@ class ActionTake(Strict):
     department_id: RowId | None = None
     assisting_department_ids: list[RowId] = Field(default_factory=list, max_length=10)
     rating: Rating | None = None
+    # 申请延期: how many working days more.
+    days: int | None = Field(default=None, ge=1, le=60)
+
+
+class MergeCreate(Strict):
+    """并单: merge this event (a duplicate) into a main event; `force` allows a different category."""
+
+    into: RowId
+    note: str = Field(default="", max_length=1000)
+    force: bool = False
 
 
 class StepRead(BaseModel):
@@ -99,6 +109,7 @@ class ActionRead(BaseModel):
     note_required: bool
     department: str
     rating: bool
+    days: bool = False
 
 
 class EventRead(BaseModel):
@@ -129,13 +140,43 @@ class EventRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+    # 并单, 催办, 延期 (approved; days of a request waiting), 重办/返工 and 临期预警.
+    merged_into_id: int | None = None
+    urges: int = 0
+    extensions: int = 0
+    extension_days: int | None = None
+    reworks: int = 0
+    due_soon: bool = False
+
+
+class LinkedEvent(BaseModel):
+    """Another event as the detail page links it: a suggested duplicate or one merged into this event."""
+
+    id: int
+    number: str
+    title: str
+    state: str
+    workflow: str
+    category: str | None
+    created_at: datetime
+    # the reporter: their name and masked phone (as a reader who does not handle the event sees it)
+    caller_name: str | None = None
+    caller_phone: str | None = None
+    # suggestions only: how far away (metres, None without two locations) and how alike the text is (0–1)
+    distance_m: float | None = None
+    similarity: float | None = None
 
 
 class EventDetail(EventRead):
-    """An event with its timeline and the actions the reader may take now."""
+    """An event with its timeline, the actions the reader may take now, its duplicates and merged events."""
 
     timeline: list[StepRead]
     actions: list[ActionRead]
+    merged_into_number: str | None = None
+    merged: list[LinkedEvent] = Field(default_factory=list)
+    suggested_duplicates: list[LinkedEvent] = Field(default_factory=list)
+    # whether the reader may merge this event into another (并单)
+    may_merge: bool = False
 
 
 class Page(BaseModel, Generic[T]):
@@ -236,6 +277,10 @@ class SupervisionRow(BaseModel):
     # Escalations: overdue flags by the scan and 督办 actions, and the latest one's time.
     escalations: int
     escalated_at: datetime | None
+    # 催办 so far; 临期预警 flagged by the deadline scan; days of an extension request waiting (延期).
+    urges: int = 0
+    warned: bool = False
+    extension_days: int | None = None
 
 
 class SupervisionDepartment(BaseModel):
@@ -260,6 +305,8 @@ class SupervisionBoard(BaseModel):
     overdue: int
     escalated: int
     due_soon: int
+    # 临期预警: open events the deadline scan warned about (less than a share of their time left).
+    warned: int = 0
     # Overdue or escalated events (total: how many; items: the most overdue first, at most `limit`).
     total: int
     limit: int
@@ -267,3 +314,240 @@ class SupervisionBoard(BaseModel):
     # Due soon, neither overdue nor escalated yet, the nearest deadline first.
     due_soon_items: list[SupervisionRow]
     departments: list[SupervisionDepartment]
+
+
+# --- emergency command (应急指挥) ---------------------------------------------------------------------
+
+PLAN_RE = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+ResponseLevel = Annotated[int, Field(ge=1, le=4, description="1 = I (most severe, red) … 4 = IV (blue)")]
+ResourceKind = Literal["team", "vehicle", "shelter", "supply"]
+ResourceStatus = Literal["available", "dispatched", "maintenance"]
+TaskStatus = Literal["todo", "doing", "done"]
+Note = Annotated[str, Field(max_length=1000)]
+
+
+class PlanTaskRead(BaseModel):
+    """A task a plan's level activates, for one department."""
+
+    department: str
+    name_zh: str
+    name_en: str
+
+
+class PlanLevelRead(BaseModel):
+    """A response level of a plan: its grade, colour, departments and tasks."""
+
+    level: int
+    roman: str
+    color: str
+    name_zh: str
+    name_en: str
+    departments: list[str]
+    tasks: list[PlanTaskRead]
+
+
+class PlanRead(BaseModel):
+    """An emergency plan (应急预案): what triggers it and what each level activates."""
+
+    code: str
+    name_zh: str
+    name_en: str
+    rules: list[str]
+    categories: list[str]
+    levels: list[PlanLevelRead]
+
+
+class ResponseCreate(Strict):
+    """Start a response by hand: the plan, the level, where, and the event or note behind it."""
+
+    plan: str = Field(pattern=PLAN_RE, max_length=64)
+    level: ResponseLevel
+    district: str | None = Field(default=None, pattern=DISTRICT_RE)
+    location: Point | None = None
+    address: str = Field(default="", max_length=300)
+    title: str = Field(default="", max_length=200)
+    event_id: RowId | None = None
+    note: Note = ""
+
+
+class LevelChange(Strict):
+    """Raise or lower a response to a level."""
+
+    level: ResponseLevel
+    note: Note = ""
+
+
+class NoteCreate(Strict):
+    """A note an operator types into the command log."""
+
+    note: str = Field(min_length=1, max_length=1000)
+
+
+class ResponseEnd(Strict):
+    """End (终止) a response."""
+
+    note: Note = ""
+
+
+class TaskUpdate(Strict):
+    """Move a task to 待办, 进行中 or 完成."""
+
+    status: TaskStatus
+    note: Note = ""
+
+
+class DispatchCreate(Strict):
+    """Dispatch a resource to a response."""
+
+    resource_id: RowId
+    note: Note = ""
+
+
+class ReleaseCreate(Strict):
+    """Release a dispatched resource."""
+
+    note: Note = ""
+
+
+class TaskRead(BaseModel):
+    """A task of a response with its status and who moved it last, when."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    response_id: int
+    level: int
+    department: str
+    department_id: int | None
+    name_zh: str
+    name_en: str
+    status: str
+    updated_at: datetime
+    updated_by: str
+    updated_by_name: str
+
+
+class LogRead(BaseModel):
+    """An entry of the command log (指挥日志)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    response_id: int
+    action: str
+    at: datetime
+    by: str
+    by_name: str
+    level: int | None
+    task_id: int | None
+    resource_id: int | None
+    warning_id: int | None
+    note: str
+
+
+class ResponseRead(BaseModel):
+    """An emergency response as listed."""
+
+    id: int
+    plan: str
+    plan_name_zh: str
+    plan_name_en: str
+    level: int
+    level_roman: str
+    color: str
+    state: str
+    district: str | None
+    lon: float | None
+    lat: float | None
+    address: str
+    title: str
+    source: str
+    warning_id: int | None
+    rule_code: str | None
+    event_id: int | None
+    end_suggested: bool
+    started_by: str
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    tasks_total: int
+    tasks_done: int
+
+
+class ResourceCreate(Strict):
+    """A new emergency resource: a team, vehicle, shelter or supply, where it is and how much it holds."""
+
+    name: str = Field(min_length=1, max_length=120)
+    kind: ResourceKind
+    department_id: RowId | None = None
+    location: Point
+    address: str = Field(default="", max_length=300)
+    status: Literal["available", "maintenance"] = "available"
+    capacity: int = Field(default=0, ge=0, le=10_000_000)
+    unit: str = Field(default="", max_length=16)
+    contact_name: str = Field(default="", max_length=64)
+    contact_phone: str | None = Field(default=None, pattern=PHONE_RE)
+
+
+class ResourceUpdate(Strict):
+    """Changes to a resource; a dispatched one is released, not set available here."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    kind: ResourceKind | None = None
+    department_id: RowId | None = None
+    location: Point | None = None
+    address: str | None = Field(default=None, max_length=300)
+    status: Literal["available", "maintenance"] | None = None
+    capacity: int | None = Field(default=None, ge=0, le=10_000_000)
+    unit: str | None = Field(default=None, max_length=16)
+    contact_name: str | None = Field(default=None, max_length=64)
+    contact_phone: str | None = Field(default=None, pattern=PHONE_RE)
+
+
+class ResourceRead(BaseModel):
+    """A resource; the contact's phone is masked unless the reader manages resources or commands."""
+
+    id: int
+    name: str
+    kind: str
+    department_id: int | None
+    lon: float
+    lat: float
+    district: str | None
+    address: str
+    status: str
+    capacity: int
+    unit: str
+    contact_name: str
+    contact_phone: str | None
+    response_id: int | None
+    dispatched_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ResponseDetail(ResponseRead):
+    """A response with its tasks, the resources dispatched to it and its command log."""
+
+    tasks: list[TaskRead]
+    resources: list[ResourceRead]
+    log: list[LogRead]
+
+
+class NearestItem(BaseModel):
+    """A resource and how quickly it reaches the point: over the road graph, or by straight line when no route."""
+
+    resource: ResourceRead
+    by_road: bool
+    seconds: float | None
+    meters: float | None
+    straight_m: float
+    roads: list[str]
+
+
+class NearestResult(BaseModel):
+    """The nearest available resources to a point, quickest first (those without a route last)."""
+
+    lon: float
+    lat: float
+    items: list[NearestItem]

@@ -15,7 +15,7 @@ LIMIT_RE = r"^[1-9][0-9]{0,3}[hd]$"
 
 
 class CommandSettings(AppSettings):
-    """Office hours, time-limit overrides, the overdue scan and how warnings become events."""
+    """Office hours, time limits, the deadline scan, warnings becoming events, emergency routing, 并单 and 延期."""
 
     model_config = SettingsConfigDict(env_prefix="CITYBRAIN_COMMAND_", env_file=".env", extra="ignore")
 
@@ -43,3 +43,19 @@ class CommandSettings(AppSettings):
     # it lists at most this many overdue or escalated events (and as many due soon).
     supervision_soon_hours: int = Field(default=4, ge=1, le=80)
     supervision_rows: int = Field(default=200, ge=1, le=5000)
+    # Emergency command: the nearest resources are routed over the geo road graph from this many
+    # closest in a straight line, and the legs between a point and its nearest road node are driven at
+    # this speed (km/h; a local assumption for side streets, not a standard's figure).
+    emergency_candidates: int = Field(default=30, ge=1, le=1000)
+    emergency_access_kmh: float = Field(default=20.0, gt=0, le=120)
+    # 并单: open events of the same category within this distance (metres) and time window (hours) whose
+    # text (character bigrams, Jaccard) is at least this similar are suggested as duplicates (local choices).
+    duplicate_metres: float = Field(default=200.0, gt=0, le=10_000)
+    duplicate_hours: int = Field(default=72, ge=1, le=24 * 90)
+    duplicate_similarity: float = Field(default=0.3, gt=0, le=1)
+    duplicate_rows: int = Field(default=5, ge=1, le=50)
+    # 延期: at most this many approved extensions per event, each of at most `extension_max_days` working days.
+    extension_max: int = Field(default=2, ge=0, le=10)
+    extension_max_days: int = Field(default=15, ge=1, le=60)
+    # 临期预警: the scan warns when less than this share of a stage's time limit is left.
+    due_soon_share: float = Field(default=0.2, gt=0, lt=1)

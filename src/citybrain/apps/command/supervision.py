@@ -2,7 +2,8 @@
 
 An event is overdue when its stage's deadline has passed (whether or not the overdue scan has flagged it
 yet) and escalated when the scan or a 督办 action has supervised it. 即将超期 counts the open events whose
-deadline falls within the next few working hours (CommandSettings.supervision_soon_hours). Every count and
+deadline falls within the next few working hours (CommandSettings.supervision_soon_hours) and those the
+deadline scan warned about (临期预警: less than a share of their time limit left). Every count and
 list holds only the events the reader may see, as the console and the inbox do.
 """
 
@@ -78,6 +79,9 @@ def _row(
         overdue_working_days=days,
         escalations=escalations[0],
         escalated_at=escalations[1],
+        urges=event.urges,
+        warned=event.due_soon and not late,
+        extension_days=event.extension_days,
     )
 
 
@@ -102,8 +106,12 @@ def board(
     e = CityEvent
     late: ColumnElement[bool] = or_(e.overdue.is_(True), and_(e.deadline.is_not(None), e.deadline < now))
     soon: ColumnElement[bool] = and_(
-        e.overdue.is_(False), e.deadline.is_not(None), e.deadline >= now, e.deadline <= until
+        e.overdue.is_(False),
+        e.deadline.is_not(None),
+        e.deadline >= now,
+        or_(e.deadline <= until, e.due_soon.is_(True)),
     )
+    warned: ColumnElement[bool] = and_(e.due_soon.is_(True), not_(late))
     listed = or_(late, e.supervised.is_(True))
 
     def where(stmt: Any) -> Any:
@@ -118,13 +126,22 @@ def board(
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
     counts = where(
-        select(e.department_id, flag(late), flag(e.supervised.is_(True)), flag(soon), flag(listed))
+        select(
+            e.department_id,
+            flag(late),
+            flag(e.supervised.is_(True)),
+            flag(soon),
+            flag(listed),
+            flag(warned),
+        )
         .where(or_(listed, soon))
         .group_by(e.department_id)
     )
     by_deadline = (e.deadline.is_(None), e.deadline, e.id)
     with ctx.read() as session:
-        grouped = [(d, int(a), int(b), int(c), int(n)) for d, a, b, c, n in session.execute(counts)]
+        grouped = [
+            (d, int(a), int(b), int(c), int(n), int(w)) for d, a, b, c, n, w in session.execute(counts)
+        ]
         rows = list(
             session.scalars(where(select(e).where(listed)).order_by(*by_deadline).limit(s.supervision_rows))
         )
@@ -157,7 +174,7 @@ def board(
     departments = sorted(
         (
             SupervisionDepartment(department_id=d, name=named(d), overdue=a, escalated=b, due_soon=c)
-            for d, a, b, c, _ in grouped
+            for d, a, b, c, _, _ in grouped
         ),
         key=lambda r: (-r.overdue, -r.escalated, -r.due_soon, r.name),
     )
@@ -171,6 +188,7 @@ def board(
         escalated=sum(g[2] for g in grouped),
         due_soon=sum(g[3] for g in grouped),
         total=sum(g[4] for g in grouped),
+        warned=sum(g[5] for g in grouped),
         limit=s.supervision_rows,
         items=[
             _row(r, named(r.department_id), now, zone, office, escalated.get(r.id, (0, None))) for r in rows

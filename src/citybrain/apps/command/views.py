@@ -1,5 +1,6 @@
 """Command pages under /command: the operator console, an event's page with its timeline and actions,
-the 12345 intake form, the department inbox, the KPI reports and the supervision board.
+the 12345 intake form, the department inbox, the KPI reports, the supervision board and the emergency command
+view (emergency_views.py).
 
 Views stay thin: parse the form, call one service, render. Services check every permission; a refused
 action re-renders the event's page with the reason and the problem's status.
@@ -16,9 +17,9 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from citybrain.apps.command import kpi, services, supervision
+from citybrain.apps.command import emergency_views, kpi, services, supervision
 from citybrain.apps.command import workflows as wf
-from citybrain.apps.command.schemas import ActionTake, TicketCreate
+from citybrain.apps.command.schemas import ActionTake, MergeCreate, TicketCreate
 from citybrain.apps.geo import services as geo
 from citybrain.sdk import (
     Actor,
@@ -33,6 +34,7 @@ from citybrain.sdk import (
 )
 
 router = APIRouter()
+router.include_router(emergency_views.router)
 PAGE_SIZE = 50
 MAX_INT = 2**31 - 1
 Id = Annotated[int, Path(ge=1, le=MAX_INT)]
@@ -145,6 +147,7 @@ def _list_page(
         category=filters.get("category") or None,
         district=filters.get("district") or None,
         overdue=True if filters.get("overdue") else None,
+        due_soon=True if filters.get("due_soon") else None,
         text=filters.get("q") or None,
         inbox=inbox,
         limit=PAGE_SIZE,
@@ -191,6 +194,7 @@ def console(
     category: Annotated[str, Query(pattern=r"^[a-z0-9_.]{0,64}$")] = "",
     district: Annotated[str, Query(pattern=r"^(\d{6})?$")] = "",
     overdue: Annotated[str, Query(pattern=r"^1?$")] = "",
+    due_soon: Annotated[str, Query(pattern=r"^1?$")] = "",
     q: Filter = "",
     page: PageNo = 1,
 ) -> Response:
@@ -201,6 +205,7 @@ def console(
         "category": category,
         "district": district,
         "overdue": overdue,
+        "due_soon": due_soon,
         "q": q,
     }
     return _list_page(request, ctx, actor, locale, filters, False, page)
@@ -262,11 +267,17 @@ def event_action(
     note: Annotated[str, Form(max_length=1000)] = "",
     department_id: Annotated[str, Form(max_length=12)] = "",
     rating: Annotated[str, Form(max_length=24)] = "",
+    days: Annotated[str, Form(max_length=4)] = "",
 ) -> Response:
     """Take an action from the event's page; a refusal shows its reason on the page."""
     try:
         data = ActionTake.model_validate(
-            {"note": note, "department_id": department_id or None, "rating": rating or None}
+            {
+                "note": note,
+                "department_id": department_id or None,
+                "rating": rating or None,
+                "days": days or None,
+            }
         )
         services.act(ctx, actor, event_id, action, data)
     except ValidationError:
@@ -280,6 +291,34 @@ def event_action(
             request, ctx, actor, locale, event_id, exc.status, error=_problem_text(ctx, locale, exc)
         )
     return RedirectResponse(f"/command/events/{event_id}?ok={action}", status_code=303)
+
+
+@router.post("/events/{event_id}/merge")
+def event_merge(
+    event_id: Id,
+    request: Request,
+    ctx: Ctx,
+    actor: CurrentActor,
+    locale: Locale,
+    into: Annotated[str, Form(max_length=16)] = "",
+    note: Annotated[str, Form(max_length=1000)] = "",
+    force: Annotated[str, Form(max_length=4)] = "",
+) -> Response:
+    """并单 from the event's page: merge it into the event named by id or case number."""
+    try:
+        target = services.event_id_of(ctx, actor, into)
+        services.merge(ctx, actor, event_id, MergeCreate(into=target, note=note, force=bool(force)))
+    except ValidationError:
+        return _event_page(
+            request, ctx, actor, locale, event_id, 422, error=ctx.i18n.gettext(locale, "Check the form.")
+        )
+    except ProblemError as exc:
+        if exc.status in (401, 404):
+            raise
+        return _event_page(
+            request, ctx, actor, locale, event_id, exc.status, error=_problem_text(ctx, locale, exc)
+        )
+    return RedirectResponse(f"/command/events/{event_id}?ok=merge", status_code=303)
 
 
 # --- 12345 intake ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ VERIFY = "command.event.verify"
 CLOSE = "command.event.close"
 SUPERVISE = "command.event.supervise"
 CALLER = "command.caller.read"
+MERGE = "command.event.merge"
 
 # Where events come from (issue intake channels), with their names.
 SOURCES = {
@@ -36,6 +37,9 @@ SOURCES = {
 
 # Who must hold the permission: anywhere ("city"), in the main department, or in the main or an assisting one.
 Where = Literal["city", "main", "any"]
+# What the event itself must show besides its state: room for another extension (延期) request, a request
+# waiting, the 督办 flag, or an unresolved ticket (rated 不满意, or 回访 done) for 重办.
+Guard = Literal["", "extension_open", "extension_pending", "supervised", "unresolved"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,11 @@ class Action:
     note_required: bool = False
     rating: bool = False
     supervise: bool = False
+    guard: Guard = ""
+    # The action carries a number of working days (延期申请).
+    days: bool = False
+    # The action takes a finished event back into the workflow (重办 after 不满意).
+    reopens: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,53 @@ def _a(
     return Action(code, zh, en, frozenset(sources.split()), target, permission, **kw)  # type: ignore[arg-type]
 
 
+def _supervision(handling: str, open_states: str) -> tuple[Action, ...]:
+    """催办, 延期 (request, approve, reject) and lifting 督办: the same in both workflows."""
+    return (
+        _a("urge", "催办", "Urge the department", handling, None, SUPERVISE),
+        _a(
+            "request_extension",
+            "申请延期",
+            "Request an extension",
+            handling,
+            None,
+            HANDLE,
+            where="main",
+            note_required=True,
+            guard="extension_open",
+            days=True,
+        ),
+        _a(
+            "approve_extension",
+            "同意延期",
+            "Approve the extension",
+            handling,
+            None,
+            SUPERVISE,
+            guard="extension_pending",
+        ),
+        _a(
+            "reject_extension",
+            "驳回延期",
+            "Reject the extension",
+            handling,
+            None,
+            SUPERVISE,
+            note_required=True,
+            guard="extension_pending",
+        ),
+        _a(
+            "lift_supervision",
+            "解除督办",
+            "Lift supervision",
+            open_states,
+            None,
+            SUPERVISE,
+            guard="supervised",
+        ),
+    )
+
+
 CITY = Workflow(
     code="city",
     name_zh="数字城管",
@@ -114,6 +170,7 @@ CITY = Workflow(
         State("deferred", "已挂账", "Deferred (long-term)"),
         State("closed", "已结案", "Closed", final=True),
         State("cancelled", "已作废", "Cancelled", final=True),
+        State("merged", "已并单", "Merged into another event", final=True),
     ),
     actions=(
         _a("file", "立案", "File the case", "reported", "filed", FILE),
@@ -181,6 +238,9 @@ CITY = Workflow(
             SUPERVISE,
             supervise=True,
         ),
+        *_supervision(
+            "dispatched handling", "reported filed dispatched handling handled verified deferral deferred"
+        ),
     ),
 )
 
@@ -196,6 +256,7 @@ HOTLINE = Workflow(
         State("completed", "已办结", "Completed, to visit"),
         State("visited", "已回访", "Visited, to rate"),
         State("rated", "已评价", "Rated", final=True),
+        State("merged", "已并单", "Merged into another event", final=True),
     ),
     actions=(
         _a("assign", "派单", "Assign", "accepted", "assigned", DISPATCH, department="optional"),
@@ -236,6 +297,18 @@ HOTLINE = Workflow(
         ),
         _a("visit", "回访", "Return visit", "completed", "visited", VISIT, note_required=True),
         _a("rate", "评价", "Rate", "visited", "rated", VISIT, rating=True),
+        _a(
+            "rehandle",
+            "重新办理",
+            "Re-handle (重办)",
+            "visited rated",
+            "handling",
+            SUPERVISE,
+            note_required=True,
+            guard="unresolved",
+            reopens=True,
+        ),
+        *_supervision("assigned handling", "accepted assigned handling replied completed visited"),
     ),
 )
 
@@ -247,7 +320,9 @@ FILED = {"city": "filed", "hotline": "accepted"}
 # (处置反馈, 12345 回复) reaches, the actions sending work back (返工, 重办), and a 12345 ticket's 办结 states.
 FILED_STATE = "filed"
 HANDLED_STATES = frozenset({"handled", "replied"})
-REWORK_ACTIONS = frozenset({"rework", "redo"})
+REWORK_ACTIONS = frozenset({"rework", "redo", "rehandle"})
+# 并单: the final state of a duplicate merged into a main event (in both workflows).
+MERGED = "merged"
 COMPLETED_STATES = ("completed", "visited", "rated")
 # Ratings of a 12345 ticket (满意度测评).
 RATINGS = {

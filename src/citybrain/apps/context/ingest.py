@@ -26,7 +26,8 @@ from citybrain.apps.context.jsonld import Context
 from citybrain.apps.context.models import AttributeHistory, Entity
 from citybrain.apps.context.permissions import may_write
 from citybrain.apps.context.values import history_number, refresh_values
-from citybrain.sdk import Actor, AppContext, bulk_insert, utcnow
+from citybrain.apps.context.writer import index_rows, write_at_once
+from citybrain.sdk import Actor, AppContext, bulk_insert, uses_copy, utcnow
 
 WRITE = "context.entity.write"
 ACTION = "context.entity.ingest"
@@ -115,13 +116,16 @@ def ingest(ctx: AppContext, actor: Actor, tenant: str, readings: Sequence[Readin
             )
         result.stored = len(history)
         changed = [t for t in targets.values() if _finish(t, stamp)]
-        if changed:
-            # Executed as a pipeline on PostgreSQL: the server works while the next statements are sent.
-            session.execute(
-                update(Entity), [{"pk": t.pk, "data": t.stored, "modified_at": now} for t in changed]
-            )
-            refresh_values(session, [(t.pk, t.stored) for t in changed])
-        bulk_insert(session.connection(), AttributeHistory, history)
+        rows = [{"pk": t.pk, "data": t.stored, "modified_at": now} for t in changed]
+        connection = session.connection()
+        if uses_copy(connection):  # PostgreSQL: entity rows, index rows and history in one statement
+            revalued = index_rows([(t.pk, t.stored) for t in changed], [])
+            write_at_once(connection, rows, ("data", "modified_at"), revalued, history)
+        else:
+            if rows:
+                session.execute(update(Entity), rows)
+                refresh_values(session, [(t.pk, t.stored) for t in changed])
+            bulk_insert(connection, AttributeHistory, history)
         if history:
             uow.record(
                 "ingest", f"context_ingest:{tenant}", None, _summary(history), actor=actor, action=ACTION

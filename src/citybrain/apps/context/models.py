@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -56,9 +56,24 @@ class AttributeValue(Base):
 
     __tablename__ = "context_value"
     __table_args__ = (
-        # Covering: a prefilter reads the entity keys from the index alone.
-        Index("ix_context_value_number", "attr", "number", "entity_pk"),
-        Index("ix_context_value_text", "attr", "text", "entity_pk"),
+        # Covering: a prefilter reads the entity keys from the index alone. A row holds a number or a
+        # string, and a lookup's comparison implies its column is not null: each index has only its rows.
+        Index(
+            "ix_context_value_number",
+            "attr",
+            "number",
+            "entity_pk",
+            postgresql_where=text("number IS NOT NULL"),
+            sqlite_where=text("number IS NOT NULL"),
+        ),
+        Index(
+            "ix_context_value_text",
+            "attr",
+            "text",
+            "entity_pk",
+            postgresql_where=text("text IS NOT NULL"),
+            sqlite_where=text("text IS NOT NULL"),
+        ),
     )
 
     # The key leads with the entity, so it also serves the replacement and cascade of an entity's rows.

@@ -56,7 +56,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
-from uuid import uuid4
 
 import aiomqtt
 import httpx
@@ -85,7 +84,7 @@ from citybrain.apps.context.models import Notification as NotificationRow
 from citybrain.apps.context.models import Subscription as SubscriptionRow
 from citybrain.apps.context.query import Node, QueryError, matches, parse_q
 from citybrain.apps.context.settings import ContextSettings
-from citybrain.sdk import SYSTEM, Actor, AppContext, Bus, utcnow, wait_event
+from citybrain.sdk import SYSTEM, Actor, AppContext, Bus, utcnow, uuid4, wait_event
 
 log = logging.getLogger(__name__)
 

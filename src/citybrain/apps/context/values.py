@@ -62,15 +62,6 @@ def refresh_values(
     )
 
 
-def rewritten_values(
-    pk: int, old: Mapping[str, Any], new: Mapping[str, Any]
-) -> tuple[list[dict[str, Any]], int | None]:
-    """An entity's index rows to write over ordinals 0..n-1, and the ordinal from which old rows go (or None)."""
-    # Only the row count of `old` matters: its stored attribute order may differ from the one it was written in.
-    after = value_rows(pk, new)
-    return after, len(after) if len(value_rows(pk, old)) > len(after) else None
-
-
 def history_number(value: Any) -> float | None:
     """The number a history row keeps for aggregation: None for non-numbers and integers beyond a double."""
     if isinstance(value, bool) or not isinstance(value, int | float):

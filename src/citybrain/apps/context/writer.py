@@ -23,7 +23,7 @@ from citybrain.apps.context.events import AttributesChanged, EntityCreated, Enti
 from citybrain.apps.context.geo import geometry_bbox
 from citybrain.apps.context.models import AttributeHistory, AttributeValue, Entity, EntityType
 from citybrain.apps.context.permissions import require_write
-from citybrain.apps.context.values import history_number, refresh_values, rewritten_values, value_rows
+from citybrain.apps.context.values import history_number, refresh_values, value_rows
 from citybrain.sdk import (
     Actor,
     AppContext,
@@ -271,7 +271,13 @@ def _write(uow: UnitOfWork, states: Mapping[tuple[str, str], _State], plan: _Pla
     if uses_copy(connection):  # PostgreSQL: everything after the new rows in one statement
         created = _insert_returning(connection, inserts)
         _set_types(session, created, fresh=True)
-        _write_at_once(connection, updates, revalued, created, plan.history)
+        write_at_once(
+            connection,
+            [{"pk": pk, **columns(new)} for pk, _, new in updates],
+            _ENTITY_SET,
+            index_rows([(pk, new) for pk, _, new in revalued], created),
+            plan.history,
+        )
     else:
         if updates:
             session.execute(update(Entity), [{"pk": pk, **columns(new)} for pk, _, new in updates])
@@ -321,33 +327,42 @@ def _insert_returning(
     return [(keys[(tenant, stored["id"])], stored) for tenant, stored, _ in inserts]
 
 
-def _write_at_once(
+def index_rows(
+    revalued: Sequence[tuple[int, Mapping[str, Any]]], created: Sequence[tuple[int, Mapping[str, Any]]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The value-index rows of changed and new (pk, stored) entities, and where each changed one's rows end."""
+    rows = [row for pk, stored in created for row in value_rows(pk, stored)]
+    cuts: list[dict[str, Any]] = []
+    for pk, stored in revalued:
+        # Written over ordinals 0..n-1; any old row from n on goes (a probe that usually finds none is
+        # cheaper than working out the old rows).
+        after = value_rows(pk, stored)
+        rows.extend(after)
+        cuts.append({"entity_pk": pk, "ordinal": len(after)})
+    return rows, cuts
+
+
+def write_at_once(
     conn: Connection,
-    updates: Sequence[tuple[int, dict[str, Any], dict[str, Any]]],
-    revalued: Sequence[tuple[int, dict[str, Any], dict[str, Any]]],
-    created: Sequence[tuple[int, dict[str, Any]]],
-    history: Sequence[dict[str, Any]],
+    entities: Sequence[Mapping[str, Any]],
+    entity_columns: Sequence[str],
+    index: tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]],
+    history: Sequence[Mapping[str, Any]],
 ) -> None:
-    """PostgreSQL: changed entity rows, index rows (rewritten in place, or new) and history in one statement."""
+    """PostgreSQL: changed entity rows (pk and `entity_columns`), index rows and history in one statement."""
     dialect = conn.dialect
     values = cast(Table, AttributeValue.__table__)
     parts: list[str] = []
     params: dict[str, Any] = {}
-    if updates:
-        names = ("pk", *_ENTITY_SET)
-        assignments = ", ".join(f"{c} = x.{c}" for c in _ENTITY_SET)
+    if entities:
+        names = ("pk", *entity_columns)
+        assignments = ", ".join(f"{c} = x.{c}" for c in entity_columns)
         parts.append(
             f"e AS (UPDATE context_entity t SET {assignments} "  # noqa: S608 (names from the model)
             f"FROM {json_recordset(cast(Table, Entity.__table__), names, 'entities', dialect)} WHERE t.pk = x.pk)"
         )
-        params["entities"] = json_rows([{"pk": pk, **columns(new)} for pk, _, new in updates], names)
-    rows = [row for pk, stored in created for row in value_rows(pk, stored)]
-    cuts: list[dict[str, Any]] = []
-    for pk, old, new in revalued:
-        rewritten, cut = rewritten_values(pk, old, new)
-        rows.extend(rewritten)
-        if cut is not None:
-            cuts.append({"entity_pk": pk, "ordinal": cut})
+        params["entities"] = json_rows(entities, names)
+    rows, cuts = index
     if rows:
         kept = ", ".join(f"context_value.{c}" for c in _VALUE_COLUMNS[2:])
         fresh = ", ".join(f"excluded.{c}" for c in _VALUE_COLUMNS[2:])
@@ -360,10 +375,12 @@ def _write_at_once(
         params["values"] = json_rows(rows, _VALUE_COLUMNS)
     if cuts:
         # Disjoint from the rows written over above (those are below the cut), so one statement may do both.
+        # Found per entity through the key (a LATERAL kept apart by OFFSET 0), then deleted by row address:
+        # the plan cannot turn into a scan of the whole table, whatever the statistics say.
         parts.append(
-            "c AS (DELETE FROM context_value t USING "  # noqa: S608
-            f"{json_recordset(values, ('entity_pk', 'ordinal'), 'cuts', dialect)} "
-            "WHERE t.entity_pk = x.entity_pk AND t.ordinal >= x.ordinal)"
+            "c AS (DELETE FROM context_value WHERE ctid = ANY(ARRAY(SELECT o.ctid FROM "  # noqa: S608
+            f"{json_recordset(values, ('entity_pk', 'ordinal'), 'cuts', dialect)} CROSS JOIN LATERAL "
+            "(SELECT t.ctid FROM context_value t WHERE t.entity_pk = x.entity_pk AND t.ordinal >= x.ordinal OFFSET 0) o)))"
         )
         params["cuts"] = json_rows(cuts, ("entity_pk", "ordinal"))
     if history:

@@ -3,11 +3,15 @@
 The level is graded from the official daily-AQI forecast by this app (forecasts.py, standards notes
 §8.2) and kept on the forecast entity as `heavyPollutionLevel` (1 blue … 4 red, the warning app's ranks).
 The rule only follows that level: no duration and no hold of its own (the forecast grading holds a step
-down for a number of bulletins), no margin (the level is a whole number).
+down for a number of bulletins), no margin (the level is a whole number). Its warnings belong to the
+ecology and environment bureau and are public (the public CAP feed).
 """
 
 from citybrain.apps.environment.forecasts import LEVEL, RULE_CODE
 from citybrain.apps.warning.schemas import HealthWatch, RuleSpec
+
+# The identity department code of the ecology and environment bureau (市生态环境局).
+DEPARTMENT = "sthj"
 
 WARNING_RULES = [
     RuleSpec.model_validate(
@@ -33,6 +37,10 @@ WARNING_RULES = [
                 }
             ],
             "hysteresis": {"margin": 0, "hold_seconds": 0},
+            # The ecology and environment bureau (市生态环境局, the identity seed's "sthj") issues it, and the
+            # public is told: heavy-pollution warnings are published to society (重污染天气应急预案).
+            "department": DEPARTMENT,
+            "public": True,
         }
     )
 ]

@@ -446,6 +446,17 @@ def list_departments(ctx: AppContext, actor: Actor) -> list[schemas.DepartmentRe
         return [schemas.DepartmentRead.model_validate(d) for d in rows]
 
 
+def department_ids_by_code(ctx: AppContext, actor: Actor, codes: Iterable[str]) -> dict[str, int]:
+    """The ids of the departments with these codes (one query; unknown codes are left out)."""
+    actor.require("identity.department.read")
+    wanted = sorted(set(codes))
+    if not wanted:
+        return {}
+    with ctx.read() as session:
+        rows = session.execute(select(Department.code, Department.id).where(Department.code.in_(wanted)))
+        return {code: dept_id for code, dept_id in rows}
+
+
 def get_department(ctx: AppContext, actor: Actor, dept_id: int) -> schemas.DepartmentRead:
     """One department."""
     actor.require("identity.department.read")

@@ -12,7 +12,7 @@ APP = AppSpec(
     icon="pulse",
     settings=IndicatorsSettings,
     nav=(
-        NavItem("Vital signs", "/indicators", "indicators.indicator.read"),
+        NavItem("Vital signs", "/indicators/signs", "indicators.indicator.read"),
         NavItem("City operations screen", "/indicators/screen", "indicators.indicator.read"),
         NavItem("Daily brief", "/indicators/brief", "indicators.indicator.read"),
     ),

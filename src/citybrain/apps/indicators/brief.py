@@ -3,7 +3,9 @@
 For one day in China time: each vital sign's value at the day's close (its last recorded value), the
 lowest and highest of the day, the change against the day before, the day's course as a small chart
 (an inline SVG, so the printed brief needs no script), each district's value, and the warnings the
-warning app's vital signs counted (the most in force at once, by level).
+warning app's vital signs counted (the most in force at once, by level) with the list of the day's
+warnings, kept from the warning app's events (services.seen_warning): the page is whole without a
+script, so a saved or printed copy holds everything. A sign without a value says why.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class Sign:
     level: Level | None = None
     points: list[tuple[datetime, float]] = field(default_factory=list)
     districts: dict[str, float | None] = field(default_factory=dict)
+    # Whether the day recorded anything of the sign, and the reason of its last unavailable value.
+    recorded: bool = False
+    failure: str | None = None
 
     @property
     def change(self) -> float | None:
@@ -73,6 +78,21 @@ class Brief:
     areas: list[services.Area]
     warnings: dict[str, int | None]
     generated_at: datetime
+    # The day's warnings; None with `listing` "disabled" (no warning app) or "forbidden" (not the reader's).
+    listed: list[services.DayWarning] | None = None
+    listing: str = "ready"
+
+    def why(self, ctx: AppContext, sign: Sign, locale: str) -> str | None:
+        """Why a sign shows "—" for the day (None when it has a close)."""
+        if (sign.spec.kind == "text" and sign.text) or (
+            sign.spec.kind == "number" and sign.close is not None
+        ):
+            return None
+        if sign.failure is not None:
+            return services.reason_text(ctx, sign.failure, locale)
+        if not sign.recorded:
+            return ctx.i18n.gettext(locale, services.NOTHING_RECORDED)
+        return sign.spec.empty(locale) or ctx.i18n.gettext(locale, services.NO_VALUE)
 
 
 def parse_day(ctx: AppContext, text: str | None) -> date:
@@ -103,19 +123,25 @@ def daily_brief(ctx: AppContext, actor: Actor, day: date) -> Brief:
     specs = [d.spec for d in services.declared(ctx)]
     v = IndicatorValue
     stmt = (
-        select(v.indicator, v.area, v.period_start, v.value, v.text)
-        .where(v.period_start >= before, v.period_start < end, v.status == services.OK)
+        select(v.indicator, v.area, v.period_start, v.value, v.text, v.status, v.reason)
+        .where(v.period_start >= before, v.period_start < end)
         .order_by(v.period_start)
     )
     with ctx.read() as session:
         rows = session.connection().execute(stmt).all()
     signs = {spec.code: Sign(spec) for spec in specs}
-    for code, area, moment, value, text in rows:
+    for code, area, moment, value, text, status, reason in rows:
         sign = signs.get(code)
         if sign is None:
             continue
         moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
         today = moment >= start
+        if status != services.OK:
+            if today and area == city:
+                sign.recorded, sign.failure = True, reason
+            continue
+        if today and area == city:
+            sign.recorded, sign.failure = True, None
         if area != city:
             if today and sign.spec.by_district:
                 sign.districts[area] = value
@@ -136,4 +162,11 @@ def daily_brief(ctx: AppContext, actor: Actor, day: date) -> Brief:
     for code in WARNING_CODES:
         found = signs.get(code)
         warnings[code.rsplit("_", 1)[1]] = None if found is None or found.high is None else int(found.high)
-    return Brief(day, start, end, list(signs.values()), known, warnings, utcnow())
+    listed: list[services.DayWarning] | None = None
+    if ctx.app("warning") is None:
+        listing = "disabled"
+    elif not actor.can(services.WARNING_READ):
+        listing = "forbidden"
+    else:
+        listing, listed = "ready", services.day_warnings(ctx, actor, start, end)
+    return Brief(day, start, end, list(signs.values()), known, warnings, utcnow(), listed, listing)

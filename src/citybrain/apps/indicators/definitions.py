@@ -14,10 +14,16 @@ An app declares each indicator as a plain mapping (so declaring apps need not de
         "department": "sthj",                    # the owner department's code
         "description_zh": "...", "description_en": "...",
         "compute": aqi_now,                      # (ctx, start, end) -> {area code: value}
+        # optional:
+        "empty_zh": "暂无监测数据", "empty_en": "no readings yet",  # why a value may be None
+        "backfill": False,                       # True: compute answers a past `end` from the history
     }]
 
 `compute(ctx, start, end)` answers the values of the period [start, end) so far: a mapping from the
-city's code and district codes (GB/T 2260) to a number (or text), None where there is no value.
+city's code and district codes (GB/T 2260) to a number (or text), None where there is no value (the
+page then shows "—" with `empty_zh`/`empty_en` as the reason). An indicator declared with `backfill`
+answers the values as they were at a past `end` (it reads the recorded history, not the current state),
+so the platform can fill its history for a time it was not running (the demo's first day).
 """
 
 from __future__ import annotations
@@ -89,6 +95,11 @@ class IndicatorSpec(BaseModel):
     department: str = Field(min_length=1, max_length=64)
     description_zh: str = Field(default="", max_length=1000)
     description_en: str = Field(default="", max_length=2000)
+    # Why a value may be None (e.g. 暂无已结案事件 / no closed events yet), shown as the reason of "—".
+    empty_zh: str = Field(default="", max_length=120)
+    empty_en: str = Field(default="", max_length=200)
+    # Whether compute answers a past `end` from the recorded history (the history can be backfilled).
+    backfill: bool = False
     compute: Compute
 
     @model_validator(mode="after")
@@ -105,6 +116,10 @@ class IndicatorSpec(BaseModel):
     def description(self, locale: str) -> str:
         """The indicator's definition in a locale."""
         return self.description_en if locale == "en" else self.description_zh
+
+    def empty(self, locale: str) -> str:
+        """Why a value may be None, as declared (empty when not declared)."""
+        return self.empty_en if locale == "en" else self.empty_zh
 
     def level(self, value: float | None) -> Level | None:
         """The level of a value (None without thresholds or value)."""

@@ -29,6 +29,10 @@ class WarningRaisedSeen(Event):
     level: str
     district: str | None = None
     at: datetime
+    rule_code: str = ""
+    entity_id: str = ""
+    # The warning's title, when the event carries it (the brief shows the rule's code otherwise).
+    title: str = ""
 
 
 class WarningChangedSeen(Event):
@@ -40,6 +44,7 @@ class WarningChangedSeen(Event):
     level: str
     district: str | None = None
     at: datetime
+    rule_code: str = ""
 
 
 class WarningLiftedSeen(Event):
@@ -49,6 +54,8 @@ class WarningLiftedSeen(Event):
     warning_id: int
     district: str | None = None
     at: datetime
+    rule_code: str = ""
+    previous_level: str = ""
 
 
 class EventChangedSeen(Event):

@@ -51,3 +51,25 @@ class CurrentValue(Base):
     reason: Mapped[str | None] = mapped_column(String(500), default=None)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True))
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True))
+
+
+class SeenWarning(Base):
+    """A warning the warning app raised, as its bus events told it (for the daily brief's list)."""
+
+    # The indicators app does not depend on the warning app: it keeps what its events say (warning.raised,
+    # warning.changed, warning.lifted), keyed by the warning's id. A time not known (an event missed before
+    # this table existed) is NULL.
+
+    __tablename__ = "indicators_warning"
+    __table_args__ = (Index("ix_indicators_warning_raised_at", "raised_at"),)
+
+    warning_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    level: Mapped[str] = mapped_column(String(8))
+    title: Mapped[str] = mapped_column(String(200), default="")
+    rule_code: Mapped[str] = mapped_column(String(64), default="")
+    entity_id: Mapped[str] = mapped_column(String(256), default="")
+    district: Mapped[str | None] = mapped_column(String(12), default=None)
+    raised_at: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True), default=None)
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True), default=None)
+    # When the level last changed (events may arrive out of order: an older one never overwrites it).
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True))

@@ -191,9 +191,10 @@ def _gauge_max(ctx: AppContext, spec: IndicatorSpec, value: float | None) -> flo
     return top
 
 
-def _sign(spec: IndicatorSpec, value: services.Value | None, locale: str) -> dict[str, Any]:
+def _sign(ctx: AppContext, spec: IndicatorSpec, value: services.Value | None, locale: str) -> dict[str, Any]:
     ok = value is not None and value.status == services.OK
     return {
+        "reason": services.explain(ctx, spec, value, locale),
         "code": spec.code,
         "name": spec.name(locale),
         "unit": spec.unit,
@@ -224,14 +225,14 @@ def screen_data(ctx: AppContext, actor: Actor, district: str | None, locale: str
             return now.city
         return next((v for v in now.districts if v.area == district), None)
 
-    signs = [_sign(i.item.spec, value_of(i), locale) for i in snapshot.indicators]
+    signs = [_sign(ctx, i.item.spec, value_of(i), locale) for i in snapshot.indicators]
     for sign, now in zip(signs, snapshot.indicators, strict=True):
         sign["scope"] = "district" if district is not None and now.item.spec.by_district else "city"
     gauges = []
     for code in config.screen_gauges:
         if code in by_code:
             spec = by_code[code].item.spec
-            sign = _sign(spec, value_of(by_code[code]), locale)
+            sign = _sign(ctx, spec, value_of(by_code[code]), locale)
             sign["max"] = _gauge_max(ctx, spec, sign["value"])
             sign["thresholds"] = None if spec.thresholds is None else spec.thresholds.model_dump()
             gauges.append(sign)

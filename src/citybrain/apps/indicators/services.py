@@ -2,8 +2,10 @@
 
 A round computes every indicator that is due, as the system, and stores in one transaction the value of
 each area for the indicator's current period (replacing what the same period held) and the current
-values. An indicator whose compute function fails, or answers something unusable, is stored as
-unavailable with the reason; the other indicators of the round are stored as usual.
+values. An indicator whose compute function fails, answers something unusable or takes longer than
+`compute_timeout_seconds`, is stored as unavailable with the reason; the other indicators of the round
+are stored as usual. A compute function runs in a thread of its own, so one that hangs is abandoned
+(Python cannot stop a thread): while it still runs, its indicator is not computed again.
 """
 
 from __future__ import annotations
@@ -25,8 +27,13 @@ from sqlalchemy import delete, func, select
 from citybrain.apps.geo import services as geo
 from citybrain.apps.identity import services as identity
 from citybrain.apps.indicators.definitions import Declared, IndicatorSpec, Level, collect
-from citybrain.apps.indicators.events import ValuesChanged
-from citybrain.apps.indicators.models import CurrentValue, IndicatorValue
+from citybrain.apps.indicators.events import (
+    ValuesChanged,
+    WarningChangedSeen,
+    WarningLiftedSeen,
+    WarningRaisedSeen,
+)
+from citybrain.apps.indicators.models import CurrentValue, IndicatorValue, SeenWarning
 from citybrain.apps.indicators.settings import IndicatorsSettings
 from citybrain.sdk import SYSTEM, Actor, AppContext, BadRequest, NotFound, ValidationFailed, utcnow
 
@@ -37,6 +44,11 @@ STATE = "indicators.state"
 OK, UNAVAILABLE = "ok", "unavailable"
 REASON_CHARS = 500
 TEXT_CHARS = 64
+# Set by the lifespan: when the scheduler's first round began and when it finished (UTC).
+FIRST_ROUND = "indicators.first_round"
+# The stored reasons the pages translate (the others are a compute function's own error, shown as is).
+TIMED_OUT = "timed out after {seconds} s"
+STILL_RUNNING = "timed out: the computation started at {time} is still running"
 # The history a request shows when it names no start: a day of real-time values, a week of hourly ones,
 # 90 days of daily ones.
 DEFAULT_SPAN = {"realtime": timedelta(days=1), "hourly": timedelta(days=7), "daily": timedelta(days=90)}
@@ -131,10 +143,12 @@ def period_start(ctx: AppContext, spec: IndicatorSpec, moment: datetime) -> date
 
 @dataclass
 class _State:
-    """When each indicator was last computed in this process: (period start, monotonic seconds)."""
+    """When each indicator was last computed in this process: (period start, monotonic seconds), and the
+    compute functions abandoned while still running (their thread and when they started)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     last: dict[str, tuple[datetime, float]] = field(default_factory=dict)
+    running: dict[str, tuple[threading.Thread, datetime]] = field(default_factory=dict)
 
 
 def _state(ctx: AppContext) -> _State:
@@ -168,13 +182,56 @@ def _reason(text: str) -> str:
     return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
 
 
+class ComputeTimeout(Exception):
+    """A compute function did not answer within the time limit."""
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def _call(ctx: AppContext, spec: IndicatorSpec, start: datetime, end: datetime) -> Any:
+    """Call an indicator's compute function in a thread of its own, waiting at most the time limit."""
+    limit = settings(ctx).compute_timeout_seconds
+    if limit <= 0:
+        return spec.compute(ctx, start, end)
+    state = _state(ctx)
+    with state.lock:
+        running = state.running.get(spec.code)
+        if running is not None and not running[0].is_alive():
+            del state.running[spec.code]
+            running = None
+    if running is not None:
+        local = running[1].astimezone(ZoneInfo(ctx.settings.timezone))
+        raise ComputeTimeout(STILL_RUNNING.format(time=local.strftime("%H:%M:%S")))
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["answer"] = spec.compute(ctx, start, end)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    began = utcnow()
+    thread = threading.Thread(target=work, name=f"citybrain-indicator-{spec.code}", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        with state.lock:
+            state.running[spec.code] = (thread, began)
+        raise ComputeTimeout(TIMED_OUT.format(seconds=_seconds(limit)))
+    if "error" in box:
+        raise box["error"]
+    return box["answer"]
+
+
 def evaluate(ctx: AppContext, spec: IndicatorSpec, start: datetime, end: datetime) -> list[Computed]:
     """Run an indicator's compute function and check its answer; a failure is one unavailable city value."""
     known = areas(ctx)
     city = known[0].code
     allowed = {a.code for a in known} if spec.by_district else {city}
     try:
-        answer = spec.compute(ctx, start, end)
+        answer = _call(ctx, spec, start, end)
         if not isinstance(answer, Mapping):
             raise TypeError(
                 f"compute answered {type(answer).__name__}, not a mapping of area codes to values"
@@ -195,6 +252,9 @@ def evaluate(ctx: AppContext, spec: IndicatorSpec, start: datetime, end: datetim
                 if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                     raise TypeError(f"compute answered {value!r} for {area}, not a finite number")
                 found.append(Computed(area, float(value), None, OK, None))
+    except ComputeTimeout as exc:
+        log.warning("indicator %s is unavailable: %s", spec.code, exc)
+        return [Computed(city, None, None, UNAVAILABLE, _reason(str(exc)))]
     except Exception as exc:
         log.warning("indicator %s is unavailable: %s", spec.code, exc, exc_info=True)
         return [Computed(city, None, None, UNAVAILABLE, _reason(f"{type(exc).__name__}: {exc}"))]
@@ -312,11 +372,92 @@ def _store(
 
 
 def purge(ctx: AppContext, now: datetime | None = None) -> int:
-    """Delete history rows older than the retention; rows deleted."""
+    """Delete history rows (and warnings lifted) older than the retention; history rows deleted."""
     cutoff = (now or utcnow()) - timedelta(days=settings(ctx).retention_days)
     with ctx.uow(SYSTEM, "indicators.purge") as uow:
         result = uow.session.execute(delete(IndicatorValue).where(IndicatorValue.period_start < cutoff))
+        uow.session.execute(delete(SeenWarning).where(SeenWarning.lifted_at < cutoff))
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- filling the history ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackfillReport:
+    """What a backfill stored: the indicators filled, those skipped with the reason, rows and seconds."""
+
+    filled: tuple[str, ...]
+    skipped: dict[str, str]
+    rows: int
+    seconds: float
+
+
+BACKFILL_SKIPPED = "its compute function reads the current state only (not declared with backfill)"
+
+
+def backfill(ctx: AppContext, hours: int, now: datetime | None = None) -> BackfillReport:
+    """Fill the last `hours` of history, hourly (daily for daily ones), where nothing is recorded."""
+    # Only the indicators declared with `backfill` are filled: their compute functions answer a past
+    # `end` from the recorded history; the others are skipped with the reason. A period that already
+    # holds a value keeps it, so running it again adds nothing.
+    began = time.perf_counter()
+    moment = (now or utcnow()).astimezone(UTC)
+    first = moment - timedelta(hours=hours)
+    filled: list[str] = []
+    skipped: dict[str, str] = {}
+    rows: list[IndicatorValue] = []
+    for item in declared(ctx):
+        spec = item.spec
+        if not spec.backfill:
+            skipped[spec.code] = BACKFILL_SKIPPED
+            continue
+        step = timedelta(days=1) if spec.period == "daily" else timedelta(hours=1)
+        moments: list[datetime] = []
+        at = moment - step
+        while at >= first:
+            moments.append(at)
+            at -= step
+        starts = {period_start(ctx, spec, m): m for m in reversed(moments)}
+        with ctx.read() as session:
+            held = {
+                h.astimezone(UTC)
+                for h in session.execute(
+                    select(IndicatorValue.period_start).where(
+                        IndicatorValue.indicator == spec.code,
+                        IndicatorValue.period_start.in_(list(starts)),
+                    )
+                ).scalars()
+            }
+        failed = None
+        for start, end in starts.items():
+            if start in held:
+                continue
+            found = evaluate(ctx, spec, start, end)
+            if any(c.status == UNAVAILABLE for c in found):
+                failed = found[0].reason
+                break
+            rows += [
+                IndicatorValue(
+                    indicator=spec.code,
+                    area=c.area,
+                    period_start=start,
+                    value=c.value,
+                    text=c.text,
+                    status=c.status,
+                    reason=c.reason,
+                    computed_at=moment,
+                )
+                for c in found
+            ]
+        if failed is not None:
+            skipped[spec.code] = f"computing a past value failed: {failed}"
+        else:
+            filled.append(spec.code)
+    if rows:
+        with ctx.uow(SYSTEM, "indicators.backfill") as uow:
+            uow.session.add_all(rows)
+    return BackfillReport(tuple(filled), skipped, len(rows), time.perf_counter() - began)
 
 
 # --- reading ----------------------------------------------------------------------------------------
@@ -495,6 +636,137 @@ def history(
     begin, finish = window(ctx, item.spec, start, end)
     rows = _history_rows(ctx, item.spec, place.code, begin, finish, size + 1, offset)
     return History(item, place, begin, finish, rows[:size], size, offset, len(rows) > size)
+
+
+# --- why a value is missing ----------------------------------------------------------------------------
+
+
+def N_(message: str) -> str:  # noqa: N802 - the gettext convention for "mark only"
+    """Mark a text for translation where it is shown."""
+    return message
+
+
+NOT_COMPUTED = N_("Not computed yet.")
+COMPUTING = N_("Computing: the first round began at {time}.")
+NEXT_ROUND = N_("Not computed yet: the next round is at {time}.")
+NO_VALUE = N_("No value: there is nothing to compute it from yet.")
+FAILED = N_("The computation failed: {reason}")
+TIMED_OUT_TEXT = N_("Timed out after {seconds} s: the computation was abandoned for this round.")
+STILL_RUNNING_TEXT = N_("Timed out: the computation started at {time} is still running.")
+NOTHING_RECORDED = N_("Nothing was recorded this day.")
+
+
+def _local_time(ctx: AppContext, moment: datetime) -> str:
+    return moment.astimezone(ZoneInfo(ctx.settings.timezone)).strftime("%H:%M")
+
+
+def reason_text(ctx: AppContext, reason: str | None, locale: str) -> str:
+    """A stored reason of an unavailable value in the reader's language (a compute error as it was)."""
+    gettext = ctx.i18n.gettext
+    text = reason or ""
+    for stored, shown in ((TIMED_OUT, TIMED_OUT_TEXT), (STILL_RUNNING, STILL_RUNNING_TEXT)):
+        head, _, tail = stored.partition("{")
+        name, _, rest = tail.partition("}")
+        if text.startswith(head) and text.endswith(rest):
+            return gettext(locale, shown, **{name: text[len(head) : len(text) - len(rest)]})
+    return gettext(locale, FAILED, reason=text)
+
+
+def explain(ctx: AppContext, spec: IndicatorSpec, value: Value | None, locale: str) -> str | None:
+    """Why an indicator shows "—" (not computed yet, failed, timed out, nothing to compute); None with a value."""
+    gettext = ctx.i18n.gettext
+    if value is None and spec.code in _state(ctx).last:  # computed: the function gave this area nothing
+        return spec.empty(locale) or gettext(locale, NO_VALUE)
+    if value is None:
+        rounds: dict[str, datetime | None] | None = ctx.extensions.get(FIRST_ROUND)
+        if rounds is None or settings(ctx).compute_seconds <= 0:
+            return gettext(locale, NOT_COMPUTED)
+        began, finished = rounds.get("began"), rounds.get("finished")
+        if finished is None and began is not None:
+            return gettext(locale, COMPUTING, time=_local_time(ctx, began))
+        step = settings(ctx).compute_seconds
+        stamp = utcnow().timestamp()
+        upcoming = datetime.fromtimestamp(stamp + step - stamp % step, UTC)
+        return gettext(locale, NEXT_ROUND, time=_local_time(ctx, upcoming))
+    if value.status != OK:
+        return reason_text(ctx, value.reason, locale)
+    if (spec.kind == "text" and value.text) or (spec.kind == "number" and value.value is not None):
+        return None
+    return spec.empty(locale) or gettext(locale, NO_VALUE)
+
+
+# --- the warnings seen on the bus -------------------------------------------------------------------
+
+WARNING_READ = "warning.warning.read"
+LEVEL_RANK = {"red": 0, "orange": 1, "yellow": 2, "blue": 3}
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def seen_warning(ctx: AppContext, event: WarningRaisedSeen | WarningChangedSeen | WarningLiftedSeen) -> None:
+    """Keep what a warning event says (raised, changed or lifted); a repeated or late event changes nothing."""
+    at = _aware(event.at)
+    with ctx.uow(SYSTEM, "indicators.warning.seen") as uow:
+        row = uow.session.get(SeenWarning, event.warning_id)
+        if row is None:
+            level = event.previous_level if isinstance(event, WarningLiftedSeen) else event.level
+            row = SeenWarning(warning_id=event.warning_id, level=level or "blue", changed_at=at)
+            uow.session.add(row)
+        if event.rule_code:
+            row.rule_code = event.rule_code[:64]
+        if event.district:
+            row.district = event.district
+        if isinstance(event, WarningRaisedSeen):
+            row.raised_at = at
+            row.title = event.title[:200] or row.title or ""
+            row.entity_id = event.entity_id[:256] or row.entity_id or ""
+        if isinstance(event, WarningLiftedSeen):
+            row.lifted_at = at
+        elif at >= _aware(row.changed_at):
+            row.level, row.changed_at = event.level, at
+
+
+@dataclass(frozen=True)
+class DayWarning:
+    """A warning raised during a day or in force at some time of it."""
+
+    warning_id: int
+    level: str
+    title: str
+    district: str | None
+    entity_id: str
+    raised_at: datetime | None
+    lifted_at: datetime | None
+
+
+def day_warnings(ctx: AppContext, actor: Actor, start: datetime, end: datetime) -> list[DayWarning]:
+    """The warnings raised in [start, end) or in force at some time of it, oldest raised first."""
+    actor.require(WARNING_READ)
+    w = SeenWarning
+    stmt = select(w).where(
+        (w.raised_at < end) | w.raised_at.is_(None),
+        (w.lifted_at >= start) | w.lifted_at.is_(None),
+        w.raised_at.is_not(None) | w.lifted_at.is_not(None) | (w.changed_at < end),
+    )
+    with ctx.read() as session:
+        rows = session.execute(stmt).scalars().all()
+    found = [
+        DayWarning(
+            r.warning_id,
+            r.level,
+            r.title or r.rule_code,
+            r.district,
+            r.entity_id,
+            None if r.raised_at is None else _aware(r.raised_at),
+            None if r.lifted_at is None else _aware(r.lifted_at),
+        )
+        for r in rows
+    ]
+    floor = datetime.min.replace(tzinfo=UTC)
+    found.sort(key=lambda d: (d.raised_at or floor, LEVEL_RANK.get(d.level, 9), d.warning_id))
+    return found
 
 
 # --- export -----------------------------------------------------------------------------------------

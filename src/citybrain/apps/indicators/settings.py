@@ -20,6 +20,12 @@ class IndicatorsSettings(AppSettings):
     compute_seconds: float = Field(default=60.0, ge=0, le=3600)
     hourly_refresh_minutes: float = Field(default=5.0, gt=0, le=60)
     daily_refresh_minutes: float = Field(default=60.0, gt=0, le=1440)
+    # A compute function that takes longer is abandoned for the round: its indicator is unavailable
+    # ("timed out") and the others compute as usual; 0 waits as long as it takes.
+    compute_timeout_seconds: float = Field(default=10.0, ge=0, le=600)
+    # The demo fills this many hours of history of the indicators whose compute functions read the past
+    # (declared with `backfill`), one value an hour, when it starts on a database without it; 0: none.
+    demo_backfill_hours: int = Field(default=24, ge=0, le=168)
     # A real-time indicator keeps one history row per area and interval of this many minutes (the last
     # value computed in the interval).
     realtime_minutes: Literal[1, 5, 10, 15, 30, 60] = 5

@@ -1,6 +1,10 @@
 """Indicator pages under /indicators: the catalogue of vital signs and one indicator's page (the value of
 each district as a table and a bar chart, the history as a line chart, the export links).
 
+The catalogue lives at /indicators/signs (its indicators under it), not at /indicators: the shell marks a
+navigation entry as current when the path starts with the entry's path, and /indicators would be marked
+on the screen's and the brief's pages as well. /indicators and /indicators/<code> redirect there.
+
 Views stay thin: call the services, shape what the templates draw, render. The services check the
 permission; the kernel answers a missing one with the error page (403) or the sign-in redirect (401).
 """
@@ -10,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from citybrain.apps.indicators import brief, screen, services
 from citybrain.apps.indicators.definitions import IndicatorSpec
@@ -58,7 +63,16 @@ def shown(spec: IndicatorSpec, value: services.Value | None) -> str:
     return f"{number} {spec.unit}".strip() if spec.unit not in ("%",) else number + spec.unit
 
 
-@router.get("")
+CATALOGUE = "/indicators/signs"
+
+
+@router.get("", include_in_schema=False)
+def home() -> Response:
+    """The app's start page is the catalogue."""
+    return RedirectResponse(CATALOGUE, status_code=307)
+
+
+@router.get("/signs")
 def catalogue(request: Request, ctx: Ctx, actor: CurrentActor, locale: Locale) -> Response:
     """The catalogue: every vital sign with its definition and the city's value now."""
     snapshot = services.current(ctx, actor)
@@ -68,6 +82,7 @@ def catalogue(request: Request, ctx: Ctx, actor: CurrentActor, locale: Locale) -
         "indicators/catalogue.html",
         snapshot=snapshot,
         shown=shown,
+        why=lambda spec, value: services.explain(ctx, spec, value, locale),
         colors=LEVEL_COLORS,
         owner=_owner(ctx, locale),
         when=lambda m: "" if m is None else m.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
@@ -119,15 +134,7 @@ def daily_brief(
         chart=(brief.CHART_W, brief.CHART_H),
         number=lambda spec, x: "—" if x is None else f"{x:.{spec.decimals}f}",
         when=lambda m: m.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-        # the day's warnings are listed by the page's script from the warning app's API, as the screen's
-        # are: that API checks the reader's own permission (the warning app is not this app's requirement)
-        listing={
-            "start": found.start.isoformat(),
-            "end": found.end.isoformat(),
-            "warning": ctx.app("warning") is not None,
-            "names": {a.code: a.name(locale) for a in found.areas},
-            "locale": locale,
-        },
+        why=lambda sign: found.why(ctx, sign, locale),
         previous=(found.day - timedelta(days=1)).isoformat(),
         following=(found.day + timedelta(days=1)).isoformat(),
         latest=brief.parse_day(ctx, None),
@@ -136,7 +143,14 @@ def daily_brief(
     return response
 
 
-@router.get("/{code}")
+@router.get("/{code}", include_in_schema=False)
+def moved(request: Request, code: Annotated[str, Path(min_length=1, max_length=64)]) -> Response:
+    """An indicator's page at its former address: redirect to the one under the catalogue."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(f"{CATALOGUE}/{quote(code)}{query}", status_code=307)
+
+
+@router.get("/signs/{code}")
 def detail(
     request: Request,
     ctx: Ctx,
@@ -189,6 +203,7 @@ def detail(
         spans=tuple(SPANS),
         chart=chart,
         shown=shown,
+        why=lambda spec, value: services.explain(ctx, spec, value, locale),
         owner=_owner(ctx, locale),
         colors=LEVEL_COLORS,
         export_query=query.replace("+", "%2B"),

@@ -375,10 +375,53 @@ class Picture:
     segments: list[SegmentState]
 
 
-def segment_states(ctx: AppContext, now: datetime | None = None) -> list[SegmentState]:
-    """Every segment with its current speed and indicators (from the detectors' fresh readings)."""
+def interval_readings(
+    ctx: AppContext, start: datetime, end: datetime, step: timedelta
+) -> dict[datetime, list[Reading]]:
+    """The detectors' mean speed and flow of each interval of [start, end), by interval start (history)."""
+    # The means are computed by the context broker from the detectors' recorded readings; an interval's
+    # mean speed stands for the detector's speed at the interval's end (§7.2.1.3: intervals ≤ 5 min).
+    config = settings(ctx)
+    placed = detector_segments(ctx, _detectors(ctx, config))
+    if not placed:
+        return {}
+    jctx = Context()
+    query = temporal.TemporalQuery(
+        entities=context.EntityQuery(ids=sorted(placed), limit=len(placed)),
+        attrs={jctx.expand(SPEED), jctx.expand(FLOW)},
+        timerel="between",
+        time_at=start,
+        end_time_at=end,
+        aggr_methods=["avg"],
+        aggr_period=step,
+    )
+    found = temporal.temporal_entities(ctx, SYSTEM, config.tenant, query)
+    by_interval: dict[datetime, list[Reading]] = {}
+    for item in found.entities:
+        speeds: dict[datetime, float] = {}
+        flows: dict[datetime, float] = {}
+        for iri, methods in item.get("aggregates", {}).items():
+            target = speeds if _term(iri) == SPEED else flows if _term(iri) == FLOW else None
+            if target is None:
+                continue
+            for value, begin, _end in methods.get("avg", []):
+                number, moment = _number(value), _moment(begin)
+                if number is not None and number >= 0 and moment is not None:
+                    target[moment.astimezone(UTC)] = number
+        for at, speed in speeds.items():
+            if speed > 0:
+                by_interval.setdefault(at, []).append(
+                    Reading(item["id"], placed[item["id"]], speed, flows.get(at), at + step)
+                )
+    return by_interval
+
+
+def segment_states(
+    ctx: AppContext, now: datetime | None = None, found: Sequence[Reading] | None = None
+) -> list[SegmentState]:
+    """Every segment with its speed and indicators (from the detectors' fresh readings, or those given)."""
     by_segment: dict[str, list[Reading]] = {}
-    for reading in readings(ctx, now):
+    for reading in readings(ctx, now) if found is None else found:
         by_segment.setdefault(reading.segment_id, []).append(reading)
     free = free_flow_speeds(ctx)
     states = []
@@ -403,11 +446,11 @@ def _area(code: str, name_zh: str, name_en: str, states: Sequence[SegmentState],
     return AreaIndex(code, name_zh, name_en, len(states), len(covered), index)
 
 
-def evaluate(ctx: AppContext, now: datetime | None = None) -> Picture:
-    """The traffic now: every segment, the city's index and each district's (no permission check)."""
+def evaluate(ctx: AppContext, now: datetime | None = None, found: Sequence[Reading] | None = None) -> Picture:
+    """The traffic now (or of the readings given): every segment, the city's and each district's index."""
     moment = now or utcnow()
     config = settings(ctx)
-    states = segment_states(ctx, moment)
+    states = segment_states(ctx, moment, found)
     outline = geo.city(ctx)
     city = _area(outline.code, outline.name_zh, outline.name_en, states, config.weighting)
     districts = []
@@ -417,6 +460,48 @@ def evaluate(ctx: AppContext, now: datetime | None = None) -> Picture:
             districts.append(_area(district.code, district.name_zh, district.name_en, mine, config.weighting))
     districts.sort(key=lambda a: (-(a.index.tpi if a.index else -1.0), a.code))
     return Picture(moment, city, districts, states)
+
+
+def evaluate_past(ctx: AppContext, moment: datetime) -> Picture:
+    """The traffic at a past moment, from the detectors' mean speeds of the 15 minutes ending then."""
+    # §7.2.2 computes the indicators over intervals of at most 15 minutes: the longest is taken, so a detector
+    # that reported a few times in it (the history may be sparser than the live feed) counts.
+    step = tpi.MAX_INTERVAL
+    start = moment - step
+    found = interval_readings(ctx, start, moment, step)
+    return evaluate(ctx, moment, [r for at, batch in found.items() if at >= start for r in batch])
+
+
+def is_past(ctx: AppContext, moment: datetime) -> bool:
+    """Whether a moment lies before the detectors' current readings (their history answers for it)."""
+    return moment < utcnow() - timedelta(minutes=settings(ctx).stale_minutes)
+
+
+def backfill_records(ctx: AppContext, hours: float, now: datetime | None = None) -> int:
+    """Record the index of the last `hours` from the detectors' history, where no interval is recorded."""
+    config = settings(ctx)
+    step = timedelta(minutes=config.record_minutes)
+    end = interval_start(now or utcnow(), config.record_minutes)
+    start = end - timedelta(hours=hours)
+    with ctx.read() as session:
+        held = {
+            at.astimezone(UTC)
+            for at in session.execute(
+                select(IndexRecord.at).where(IndexRecord.at >= start, IndexRecord.at < end).distinct()
+            ).scalars()
+        }
+    found = interval_readings(ctx, start, end, step)
+    rows: list[IndexRecord] = []
+    for at, batch in sorted(found.items()):
+        if at in held or not start <= at < end:
+            continue
+        picture = evaluate(ctx, at + step, batch)
+        rows += [_record(area, at) for area in (picture.city, *picture.districts) if area.index is not None]
+    if rows:
+        with ctx.uow(SYSTEM, "traffic.index.backfill") as uow:
+            uow.session.add_all(rows)
+            uow.record("create", "traffic_index", None, {"backfilled": len(rows), "hours": hours})
+    return len(rows)
 
 
 def picture(ctx: AppContext, actor: Actor, now: datetime | None = None) -> Picture:
@@ -450,21 +535,7 @@ def record(ctx: AppContext, now: datetime | None = None) -> int:
         return 0
     current = evaluate(ctx, now)
     at = interval_start(current.at, config.record_minutes)
-    rows = [
-        IndexRecord(
-            area_code=area.code,
-            at=at,
-            tpi=area.index.tpi,
-            grade=area.index.grade.level,
-            dtp=area.index.dtp,
-            tti=area.index.tti,
-            segments=area.index.segments,
-            length_m=area.index.length_m,
-            weighting=area.index.weighting,
-        )
-        for area in (current.city, *current.districts)
-        if area.index is not None
-    ]
+    rows = [_record(area, at) for area in (current.city, *current.districts) if area.index is not None]
     if config.publish_road_speeds:
         publish_road_speeds(ctx, current.segments)
     if config.publish_segments and any(s.index is not None for s in current.segments):
@@ -476,6 +547,22 @@ def record(ctx: AppContext, now: datetime | None = None) -> int:
         uow.session.add_all(rows)
         uow.record("create", f"traffic_index:{at.isoformat()}", None, {r.area_code: r.tpi for r in rows})
     return len(rows)
+
+
+def _record(area: AreaIndex, at: datetime) -> IndexRecord:
+    """The row recording an area's index of an interval."""
+    assert area.index is not None
+    return IndexRecord(
+        area_code=area.code,
+        at=at,
+        tpi=area.index.tpi,
+        grade=area.index.grade.level,
+        dtp=area.index.dtp,
+        tti=area.index.tti,
+        segments=area.index.segments,
+        length_m=area.index.length_m,
+        weighting=area.index.weighting,
+    )
 
 
 def purge(ctx: AppContext, now: datetime | None = None) -> int:

@@ -7,7 +7,7 @@ permission; the kernel answers a missing one with the error page (403) or the si
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -50,6 +50,7 @@ def overview(
         """The text colour readable on a grade's colour."""
         return "#1a1a1a" if grade is not None and grade.level in DARK_TEXT_LEVELS else "#ffffff"
 
+    midnight = picture.at.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
     city = picture.city.index
     chart: dict[str, Any] = {
         "tpi": None if city is None else round(city.tpi, 2),
@@ -61,6 +62,9 @@ def overview(
         ],
         "grades": [{"level": g.level, "name": g.name(locale), "color": g.color} for g in tpi.GRADES],
         "segments": "/api/traffic/segments.geojson",
+        # the day (China time) the trend spans: midnight to midnight
+        "day_start": _chart_time(midnight, zone),
+        "day_end": _chart_time(midnight + timedelta(days=1), zone),
     }
     names = {d.code: d.name(locale) for d in picture.districts}
     response = render(

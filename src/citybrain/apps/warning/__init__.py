@@ -14,5 +14,11 @@ APP = AppSpec(
     nav=(
         NavItem("Warning centre", "/warning/warnings", "warning.warning.read"),
         NavItem("Warning rules", "/warning/rules", "warning.rule.read"),
+        NavItem(
+            "My notifications",
+            "/warning/notifications",
+            "warning.warning.read",
+            badge="/api/warning/notifications/unread-count",
+        ),
     ),
 )

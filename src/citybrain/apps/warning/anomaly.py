@@ -666,6 +666,7 @@ class DriftDetector:
         "_reported",
         "_scale",
         "_warmup",
+        "compared_at",
         "config",
         "series",
     )
@@ -682,12 +683,15 @@ class DriftDetector:
         self._away_count = 0
         self._reported = -1
         self._back = 0  # readings back within bounds since a reported drift
+        # The time of the last reading compared with enough peers (None: none yet).
+        self.compared_at: datetime | None = None
 
     def observe(self, time: datetime, value: float, peers: Sequence[float]) -> Finding | None:
         """Feed one reading with the peers' current values; a finding when drift is confirmed or worsens."""
         config = self.config
         if len(peers) < config.min_peers:
             return None
+        self.compared_at = time
         peer_median = _median(sorted(peers))
         residual = value - peer_median
         if self._warmup is not None:
@@ -858,6 +862,19 @@ class Detector:
             if abs(time - state.last_time) <= max_age:
                 values.append(state.last_value)
         return values
+
+    def drift_compared(self, series: SeriesKey | tuple[str, str]) -> datetime | None:
+        """When a reading of the series was last compared with enough peers (None: never, or forgotten)."""
+        key = series if isinstance(series, SeriesKey) else SeriesKey(*series)
+        state = self._states.get(key)
+        return state.drift.compared_at if state is not None and state.drift is not None else None
+
+    def reset_drift(self, series: SeriesKey | tuple[str, str]) -> None:
+        """Forget the drift detector of a series (it learns the usual offset from its peers again)."""
+        key = series if isinstance(series, SeriesKey) else SeriesKey(*series)
+        state = self._states.get(key)
+        if state is not None:
+            state.drift = None
 
     def reset(self, series: SeriesKey | tuple[str, str]) -> bool:
         """Forget a series (after repair or recalibration); whether it was tracked."""

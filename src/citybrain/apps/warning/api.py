@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from citybrain.apps.warning import forecasts_api, publishing_api, schemas, services
+from citybrain.apps.warning import forecasts_api, pages, publishing_api, schemas, services
 from citybrain.sdk import BadRequest, Ctx, CurrentActor
 
 router = APIRouter()
@@ -118,6 +118,29 @@ def cap_alert(warning_id: Id, ctx: Ctx, actor: CurrentActor) -> Response:
 def warning(warning_id: Id, ctx: Ctx, actor: CurrentActor) -> schemas.WarningDetail:
     """A warning with its timeline."""
     return services.get_warning(ctx, actor, warning_id)
+
+
+@router.get("/warnings/{warning_id}/trigger", response_model=schemas.TriggerRead)
+def trigger(warning_id: Id, ctx: Ctx, actor: CurrentActor) -> schemas.TriggerRead:
+    """The history that triggered a warning, read as you: a series you may not read has access=false."""
+    return pages.trigger_read(pages.trigger(ctx, actor, services.get_warning(ctx, actor, warning_id)))
+
+
+# --- the public feed: warnings of public rules only, for anyone --------------------------------------
+
+
+@router.get("/public/feed.atom", response_class=Response)
+def public_feed(request: Request, ctx: Ctx) -> Response:
+    """The public Atom feed: active warnings of public rules (e.g. heavy pollution) only; no sign-in."""
+    self_url = str(request.url_for("public_feed"))
+    cap_url = self_url.replace("feed.atom", "{id}.cap")
+    return Response(services.public_feed(ctx, self_url, cap_url), media_type="application/atom+xml")
+
+
+@router.get("/public/{warning_id}.cap", response_class=Response)
+def public_cap(warning_id: Id, ctx: Ctx) -> Response:
+    """The CAP 1.2 message of a public rule's warning; no sign-in (404 for any other warning)."""
+    return Response(services.public_cap(ctx, warning_id), media_type="application/cap+xml")
 
 
 @router.post("/warnings/{warning_id}/acknowledge", response_model=schemas.WarningDetail)

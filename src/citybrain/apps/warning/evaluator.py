@@ -3,7 +3,9 @@
 Rules are indexed by (tenant, entity type, attribute), so a change costs only the rules that can match
 it. State is kept per (rule, entity) for durations and rates, and per (rule, scope) for the active level
 with its hysteresis. Times are the observation times of the values (so a history can be replayed);
-absence rules and pending downgrades are also checked by `tick(now)`. Forecast rules are not fed by
+absence rules and pending downgrades are also checked by `tick(now)`. With `persist` set, every duration
+clock that starts or stops is noted in `clocks` (and every rule whose state is dropped in `cleared`), for
+the runtime to store; `restore_clock` puts a stored one back after a restart, so "for 2 h" goes on counting. Forecast rules are not fed by
 changes but by `forecasted`, whenever a forecast of an entity's attribute is stored. A rule that raises
 while being evaluated is disabled and reported in `failures`; the evaluator carries on with the others.
 """
@@ -198,6 +200,10 @@ class Evaluator:
     _district_ranks: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict)
     _last_seen: dict[tuple[int, str], datetime] = field(default_factory=dict)
     _districts: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    # Duration clocks to store: (rule, entity, condition, rank) → since (None: stopped); rules to clear.
+    persist: bool = False
+    clocks: dict[tuple[int, str, int, int], datetime | None] = field(default_factory=dict)
+    cleared: set[int] = field(default_factory=set)
 
     # --- rules ---------------------------------------------------------------------------------------
 
@@ -214,6 +220,10 @@ class Evaluator:
         rule = self.rules.pop(rule_id, None)
         if rule is None:
             return
+        if self.persist:  # its clocks start afresh too
+            self.cleared.add(rule_id)
+            for clock in [k for k in self.clocks if k[0] == rule_id]:
+                del self.clocks[clock]
         index = self.forecast_index if rule.kind == "forecast" else self.index
         for cond in rule.conditions:
             key = (rule.tenant, cond.type_iri, cond.attr)
@@ -244,6 +254,19 @@ class Evaluator:
             state.suppressed, state.lower_since = True, None
         else:
             del self.active[(rule_id, scope_key)]
+
+    def restore_clock(self, rule_id: int, entity_id: str, condition: int, rank: int, since: datetime) -> None:
+        """Put back a stored duration clock of a rule being evaluated (at start)."""
+        rule = self.rules.get(rule_id)
+        if rule is None or not 0 <= condition < len(rule.conditions):
+            return
+        self._track(rule, entity_id).since[condition].setdefault(rank, since)
+
+    def drain_clocks(self) -> tuple[set[int], dict[tuple[int, str, int, int], datetime | None]]:
+        """Take the rules cleared and the clocks started or stopped so far."""
+        cleared, clocks = self.cleared, self.clocks
+        self.cleared, self.clocks = set(), {}
+        return cleared, clocks
 
     def seen(self, rule_id: int, entity_id: str, at: datetime) -> None:
         """Record when an absence rule's attribute of an entity was last updated (seeded at start)."""
@@ -425,6 +448,9 @@ class Evaluator:
         i = cond.index
         if value is None:
             if raw is None:  # the attribute was removed: the condition no longer holds
+                if self.persist:
+                    for rank in track.since[i]:
+                        self.clocks[(rule.id, entity_id, i, rank)] = None
                 track.since[i].clear()
                 track.reached[i] = 0
             return None
@@ -462,11 +488,17 @@ class Evaluator:
                 if since is None or not duration:
                     reached = rank
                     continue
-                started = since.setdefault(rank, at)
+                started = since.get(rank)
+                if started is None:
+                    started = since[rank] = at
+                    if self.persist:
+                        self.clocks[(rule.id, entity_id, cond.index, rank)] = at
                 if (at - started).total_seconds() >= duration:
                     reached = rank
-            elif since:
-                since.pop(rank, None)
+            elif since and rank in since:
+                del since[rank]
+                if self.persist:
+                    self.clocks[(rule.id, entity_id, cond.index, rank)] = None
         return reached
 
     def _fill(self, rule: CompiledRule, entity_id: str) -> None:

@@ -1,4 +1,7 @@
-"""Events the warning app publishes: a warning raised, changed (level or acknowledgement) or lifted."""
+"""Events the warning app publishes: a warning raised, changed (level or acknowledgement) or lifted.
+
+Fields added after the first release have defaults, so events stored before them still decode.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ class WarningRaised(Event):
     scope_key: str
     at: datetime
     values: dict[str, Any]
+    # The rule's Chinese name, and its English name when it has one.
+    title: str = ""
+    title_en: str = ""
 
 
 class WarningChanged(Event):
@@ -35,6 +41,9 @@ class WarningChanged(Event):
     at: datetime
     by: str
     values: dict[str, Any]
+    # The rule's Chinese name, and its English name when it has one.
+    title: str = ""
+    title_en: str = ""
 
 
 class WarningLifted(Event):
@@ -47,3 +56,7 @@ class WarningLifted(Event):
     district: str | None
     at: datetime
     by: str
+    # The entity the warning concerned (empty in events stored before it was added), and the rule's names.
+    entity_id: str = ""
+    title: str = ""
+    title_en: str = ""

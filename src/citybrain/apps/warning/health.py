@@ -12,6 +12,10 @@ Findings become:
   anomaly ends);
 * spikes: data-quality flags, written in batches by the runtime's writer.
 
+A drift warning needs its comparison with the peers to go on: when none could be made for a while (the
+peers went silent, the entity did, or the detectors forgot the series to stay within their bound),
+`tick` lifts it, since nothing says the drift goes on any more, and the series learns its offset anew.
+
 Pure in-memory state, no I/O: the runtime loads entity positions off the event loop and hands them over
 with `set_positions`. Warnings still active from an earlier process have no episode in the fresh
 detectors ("adopted"): a stuck one is lifted when the value moves, the others after the quiet period.
@@ -156,6 +160,9 @@ class Monitor:
     wanted: set[tuple[str, str]] = field(default_factory=set)
     _peers: dict[tuple[int, str, str], list[SeriesKey]] = field(default_factory=dict)
     _adopted: dict[tuple[int, str, str], list[Adopted]] = field(default_factory=dict)
+    # Active drift warnings: (rule, entity, attribute) → scope; (rule, scope) → last comparison (wall clock).
+    _drifting: dict[tuple[int, str, str], str] = field(default_factory=dict)
+    _compared: dict[tuple[int, str], datetime] = field(default_factory=dict)
 
     # --- rules ---------------------------------------------------------------------------------------
 
@@ -217,9 +224,16 @@ class Monitor:
     # --- feeding -------------------------------------------------------------------------------------
 
     def observe(
-        self, tenant: str, entity_id: str, types: Sequence[str], attr: str, raw: Any, at: datetime
+        self,
+        tenant: str,
+        entity_id: str,
+        types: Sequence[str],
+        attr: str,
+        raw: Any,
+        at: datetime,
+        now: datetime | None = None,
     ) -> None:
-        """Feed one attribute change to the watches of the entity's types (not a number: ignored)."""
+        """Feed one attribute change observed `at` (received `now`) to the watches of the entity's types."""
         for type_iri in types:
             watch = self.index.get((tenant, type_iri, attr))
             if watch is None:
@@ -234,8 +248,12 @@ class Monitor:
                 at = at.replace(tzinfo=UTC)
             name = watch.attrs[attr]
             peers = self._peers_of(watch, entity_id, name) if watch.health.peers_within_m else None
-            for finding in watch.detector.observe(SeriesKey(entity_id, name), at, value, peers):
+            key = SeriesKey(entity_id, name)
+            for finding in watch.detector.observe(key, at, value, peers):
                 self._found(watch, finding)
+            scope = self._drifting.get((watch.rule_id, entity_id, name)) if self._drifting else None
+            if scope is not None and watch.detector.drift_compared(key) == at:
+                self._compared[(watch.rule_id, scope)] = now or at
             if self._adopted:
                 self._check_adopted(watch, entity_id, name, value, at)
 
@@ -348,6 +366,29 @@ class Monitor:
             items[:] = kept
         else:
             del self._adopted[(watch.rule_id, entity_id, name)]
+
+    def tick(self, now: datetime, stale_after: timedelta) -> None:
+        """Lift the drift warnings whose comparison with the peers could not be made for `stale_after`."""
+        drifting: dict[tuple[int, str, str], str] = {}
+        compared: dict[tuple[int, str], datetime] = {}
+        for (rule_id, scope), state in list(self.evaluator.active.items()):
+            watch = self.watches.get(rule_id)
+            if watch is None or not scope.endswith("|drift"):
+                continue
+            name = scope[: -len("|drift")].rpartition("|")[2]
+            last = self._compared.get((rule_id, scope), now)  # first seen now: it has `stale_after` to go on
+            if now - last < stale_after:
+                drifting[(rule_id, state.entity_id, name)] = scope
+                compared[(rule_id, scope)] = last
+                continue
+            values = {"anomaly": "drift", "attr": name, "stale": True, "since": last.isoformat()}
+            self._forget_adopted(rule_id, state.entity_id, name, scope)
+            watch.detector.reset_drift(SeriesKey(state.entity_id, name))
+            if state.suppressed:  # lifted by an operator already: just forget it
+                del self.evaluator.active[(rule_id, scope)]
+            else:
+                self._settle(watch, scope, state.entity_id, 0, now, values)
+        self._drifting, self._compared = drifting, compared
 
     def drain_flags(self) -> list[Flag]:
         """Take the flags collected so far."""

@@ -29,6 +29,8 @@ class Rule(AuditedMixin, TimestampMixin, Base):
     origin: Mapped[str] = mapped_column(String(32), default="operator")
     failure: Mapped[str | None] = mapped_column(Text, default=None)
     failed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The identity department owning the rule and its warnings (None: the scope's district decides).
+    department_id: Mapped[int | None] = mapped_column(default=None)
 
 
 class RuleVersion(AuditedMixin, Base):
@@ -54,6 +56,7 @@ class IssuedWarning(AuditedMixin, Base):
         Index("ix_warning_warning_rule", "rule_id", "raised_at"),
         Index("ix_warning_warning_district", "district"),
         Index("ix_warning_warning_kind", "kind", "status"),
+        Index("ix_warning_warning_department", "department_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -67,6 +70,8 @@ class IssuedWarning(AuditedMixin, Base):
     active_key: Mapped[str | None] = mapped_column(String(300), unique=True, default=None)
     entity_id: Mapped[str] = mapped_column(String(256))
     district: Mapped[str | None] = mapped_column(String(6), default=None)
+    # The identity department the warning belongs to (its readers); None: city-wide readers only.
+    department_id: Mapped[int | None] = mapped_column(default=None)
     level: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(8), default="active")
     raised_at: Mapped[datetime]
@@ -95,6 +100,23 @@ class WarningStep(AuditedMixin, Base):
     note: Mapped[str] = mapped_column(String(500), default="")
 
 
+class Clock(Base):
+    """Since when a level of a rule's condition has held for an entity: a duration clock that outlives a restart."""
+
+    __tablename__ = "warning_clock"
+    __table_args__ = (
+        Index("ix_warning_clock_key", "rule_id", "entity_id", "condition", "rank", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("warning_rule.id", ondelete="CASCADE"))
+    entity_id: Mapped[str] = mapped_column(String(256))
+    # The condition's position in the rule and the level's rank (1 blue … 4 red).
+    condition: Mapped[int]
+    rank: Mapped[int]
+    since: Mapped[datetime]
+
+
 class Subscription(AuditedMixin, TimestampMixin, Base):
     """Who is told about warnings and how: a user in-app, a webhook endpoint or a phone (SMS), with filters."""
 
@@ -107,8 +129,11 @@ class Subscription(AuditedMixin, TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(120), default="")
     user_id: Mapped[int | None] = mapped_column(default=None)
     url: Mapped[str | None] = mapped_column(String(2000), default=None)
-    # The webhook's signing key (HMAC-SHA256), shown once when the subscription is created.
-    secret: Mapped[str | None] = mapped_column(String(128), default=None)
+    # The webhook's signing key (HMAC-SHA256), sealed (sealing.py); shown once, when created or rotated.
+    secret_sealed: Mapped[str | None] = mapped_column(Text, default=None)
+    # The key it replaced, still signing (beside the new one) until previous_secret_until.
+    previous_secret_sealed: Mapped[str | None] = mapped_column(Text, default=None)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(default=None)
     phone: Mapped[str | None] = mapped_column(String(32), default=None)
     # Filters: a department id of the identity app, a district code, the lowest level, the transitions.
     department_id: Mapped[int | None] = mapped_column(default=None)

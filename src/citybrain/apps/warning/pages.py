@@ -1,7 +1,9 @@
 """What the warning pages read besides the services: rule names, where warnings lie, the data that triggered them.
 
 Reads only: the warning app's own rule tables, the geo app's districts and the context broker's entities
-and attribute history (through their services). Every function checks the reader's permission first.
+and attribute history (through their services). Every function checks the reader's permission first;
+the history that triggered a warning is read as the reader, so the context app's own checks apply and
+a series the reader may not read is marked `access=False` with no data.
 """
 
 from __future__ import annotations
@@ -21,9 +23,16 @@ from citybrain.apps.context.errors import NgsiError
 from citybrain.apps.geo import services as geo
 from citybrain.apps.warning import places
 from citybrain.apps.warning.models import Rule, RuleVersion
-from citybrain.apps.warning.schemas import LEVEL_COLORS, RANK, WarningDetail, WarningRead
-from citybrain.apps.warning.services import WARNING_READ, expand
-from citybrain.sdk import SYSTEM, Actor, AppContext, utcnow
+from citybrain.apps.warning.schemas import (
+    LEVEL_COLORS,
+    RANK,
+    TriggerRead,
+    TriggerSeriesRead,
+    WarningDetail,
+    WarningRead,
+)
+from citybrain.apps.warning.services import WARNING_READ, expand, reader_scope
+from citybrain.sdk import SYSTEM, Actor, AppContext, Forbidden, Unauthorized, utcnow
 
 # The chart of a warning shows this much history before it was raised (plus the longest duration).
 LEAD = timedelta(hours=3)
@@ -55,6 +64,8 @@ class Series:
     op: str
     points: list[tuple[datetime, float]]
     thresholds: list[tuple[str, float]] = field(default_factory=list)
+    # False: the reader may not read the entity's history (no points are shown).
+    access: bool = True
 
 
 @dataclass
@@ -188,9 +199,18 @@ def _definition_at(ctx: AppContext, rule_id: int, moment: datetime) -> tuple[dic
 
 
 def _history(
-    ctx: AppContext, tenant: str, entity_id: str, attr_iri: str, since: datetime, until: datetime
+    ctx: AppContext,
+    actor: Actor,
+    tenant: str,
+    entity_id: str,
+    attr_iri: str,
+    since: datetime,
+    until: datetime,
 ) -> list[tuple[datetime, float]]:
-    """An attribute's numeric values in a window (observedAt, else modifiedAt), oldest first."""
+    """An attribute's numeric values in a window (observedAt, else modifiedAt), oldest first, read as the actor.
+
+    Raises the context app's 401/403 when the actor may not read it.
+    """
     props: tuple[temporal.TimeProperty, ...] = ("observedAt", "modifiedAt")
     for prop in props:
         query = temporal.TemporalQuery(
@@ -203,7 +223,7 @@ def _history(
             instance_limit=MAX_POINTS,
         )
         try:
-            result = temporal.temporal_entities(ctx, SYSTEM, tenant, query)
+            result = temporal.temporal_entities(ctx, actor, tenant, query)
         except NgsiError:
             return []
         points: list[tuple[datetime, float]] = []
@@ -220,8 +240,8 @@ def _history(
 
 
 def trigger(ctx: AppContext, actor: Actor, warning: WarningDetail) -> Trigger:
-    """The watched attributes' history around a warning's time, with the thresholds of the rule then."""
-    actor.require(WARNING_READ)
+    """The watched attributes' history around a warning's time (as far as the actor may read it), with the thresholds."""
+    reader_scope(actor)
     definition, version = _definition_at(ctx, warning.rule_id, warning.raised_at)
     kind = str(definition.get("kind", "threshold"))
     tenant = str(definition.get("tenant", ""))
@@ -253,6 +273,30 @@ def trigger(ctx: AppContext, actor: Actor, warning: WarningDetail) -> Trigger:
                 for x in cond.get("levels", ())
                 if isinstance(x, dict) and x.get("level") in RANK
             ]
-        points = _history(ctx, tenant, entity_id, expand(attr), since, until)
-        series.append(Series(entity_id, attr, str(cond.get("op", ">")), points, thresholds))
+        try:
+            points, access = _history(ctx, actor, tenant, entity_id, expand(attr), since, until), True
+        except (Forbidden, Unauthorized):
+            points, access = [], False
+        series.append(Series(entity_id, attr, str(cond.get("op", ">")), points, thresholds, access))
     return Trigger(kind=kind, since=since, until=until, version=version, series=series)
+
+
+def trigger_read(trigger: Trigger) -> TriggerRead:
+    """The API shape of a warning's triggering data."""
+    return TriggerRead(
+        kind=trigger.kind,
+        since=trigger.since,
+        until=trigger.until,
+        version=trigger.version,
+        series=[
+            TriggerSeriesRead(
+                entity_id=s.entity_id,
+                attr=s.attr,
+                op=s.op,
+                access=s.access,
+                points=s.points,
+                thresholds=s.thresholds,
+            )
+            for s in trigger.series
+        ],
+    )

@@ -13,7 +13,15 @@ through the outbox and the bus.
 A webhook receives the warning's summary as JSON, POSTed with `X-CityBrain-Timestamp` (Unix seconds)
 and `X-CityBrain-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" under the subscription's
 secret>`, so a receiver can check both who sent it and that it is fresh (refusing old timestamps stops
-replays). An SMS goes through an `SmsSender`; the default one logs the message and keeps it.
+replays). The secret is shown once, when the subscription is created or its secret rotated, and kept
+sealed (sealing.py). Rotating issues a new secret; for the grace period (`webhook_secret_grace_hours`)
+the header carries a signature under each, the new one first (`sha256=<new>,sha256=<old>`, as Stripe
+and Standard Webhooks do), so a receiver accepting any listed signature it can verify switches over
+without losing a delivery; then the old secret is dropped. An SMS goes through an `SmsSender`; the
+default one logs the message and keeps it.
+
+An in-app subscriber hears only of warnings they may read (their departments', or every one with
+`warning.warning.read_all`), checked against their grants when the delivery is queued.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import secrets
 import socket
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, Self
@@ -46,15 +55,16 @@ from sqlalchemy.orm import Session
 from citybrain.apps.geo import services as geo
 from citybrain.apps.identity import services as identity
 from citybrain.apps.identity.schemas import PHONE  # phone numbers are validated as the identity app does
-from citybrain.apps.warning import places
+from citybrain.apps.warning import places, sealing
 from citybrain.apps.warning.events import WarningChanged, WarningLifted, WarningRaised
 from citybrain.apps.warning.models import Delivery, IssuedWarning, Notification, Rule, Subscription
 from citybrain.apps.warning.schemas import LEVEL_NAMES_ZH, RANK, Level, Page
-from citybrain.apps.warning.services import N_, settings
+from citybrain.apps.warning.services import N_, WARNING_READ_ALL, settings
 from citybrain.apps.warning.settings import WarningSettings
 from citybrain.sdk import (
     SYSTEM,
     Actor,
+    AllDepartments,
     AppContext,
     Bus,
     NotFound,
@@ -196,10 +206,12 @@ class SubscriptionRead(BaseModel):
     created_by: str
     created_at: datetime
     updated_at: datetime
+    # After a rotation: until when deliveries are signed with the replaced secret too.
+    previous_secret_until: datetime | None
 
 
 class SubscriptionCreated(SubscriptionRead):
-    """A new subscription; a webhook's signing secret is shown here only."""
+    """A new subscription, or one whose secret was rotated; a webhook's signing secret is shown here only."""
 
     secret: str | None
 
@@ -333,22 +345,57 @@ def _require_manage(actor: Actor, channel: str) -> None:
         actor.require(SUB_WRITE)
 
 
+def sealing_key(ctx: AppContext) -> bytes:
+    """The key webhook secrets are sealed with (the app's setting, else derived from the platform secret)."""
+    configured = settings(ctx).webhook_secret_key.get_secret_value()
+    return sealing.derive_key(ctx.settings.secret_key.get_secret_value(), configured)
+
+
+def _new_secret() -> str:
+    """A new webhook signing secret: 256 random bits."""
+    return secrets.token_urlsafe(32)
+
+
 def create_subscription(ctx: AppContext, actor: Actor, data: SubscriptionCreate) -> SubscriptionCreated:
     """Create a subscription; a webhook gets a new signing secret, shown in this answer only."""
     _require_manage(actor, data.channel)
     _check_filters(ctx, data.department_id, data.district)
     if data.url is not None:
         _check_url(settings(ctx), data.url)
+    secret = _new_secret() if data.channel == "webhook" else None
     with ctx.uow(actor, "warning.subscription.create") as uow:
         row = Subscription(
             channel=data.channel, name=data.name, user_id=actor.id if data.channel == "inapp" else None,
             url=data.url, phone=data.phone, department_id=data.department_id, district=data.district,
             min_level=data.min_level, transitions=list(data.transitions), enabled=data.enabled,
-            secret=secrets.token_urlsafe(32) if data.channel == "webhook" else None, created_by=_owner(actor),
+            secret_sealed=sealing.seal(sealing_key(ctx), secret) if secret is not None else None,
+            created_by=_owner(actor),
         )  # fmt: skip
         uow.session.add(row)
         uow.session.flush()
-        return SubscriptionCreated(**_read(row, actor).model_dump(), secret=row.secret)
+        return SubscriptionCreated(**_read(row, actor).model_dump(), secret=secret)
+
+
+def rotate_secret(ctx: AppContext, actor: Actor, subscription_id: int) -> SubscriptionCreated:
+    """Issue a webhook a new signing secret (shown in this answer only); the old one signs too for a while."""
+    # The old secret signs alongside for the grace period. Rotating again within it replaces the newest
+    # secret: the oldest one is dropped at once.
+    _require_list(actor)
+    key = sealing_key(ctx)
+    secret = _new_secret()
+    now = utcnow()
+    grace = timedelta(hours=settings(ctx).webhook_secret_grace_hours)
+    with ctx.uow(actor, "warning.subscription.rotate") as uow:
+        row = _get(uow.session, actor, subscription_id)
+        actor.require(SUB_WRITE)
+        if row.channel != "webhook":
+            raise ValidationFailed("Only a webhook subscription has a signing secret.")
+        keep = grace > timedelta(0) and row.secret_sealed is not None
+        row.previous_secret_sealed = row.secret_sealed if keep else None
+        row.previous_secret_until = now + grace if keep else None
+        row.secret_sealed = sealing.seal(key, secret)
+        uow.session.flush()
+        return SubscriptionCreated(**_read(row, actor).model_dump(), secret=secret)
 
 
 def _visible(actor: Actor, row: Subscription) -> bool:
@@ -569,6 +616,16 @@ def fact_of(event: WarningEvent, department_id: int | None = None) -> Fact | Non
     )
 
 
+def may_read(grants: Mapping[str, Any], department_id: int | None) -> bool:
+    """Whether grants let a user read a warning of the department (as services.reader_scope decides)."""
+    if WARNING_READ_ALL in grants:
+        return True
+    scope = grants.get(WARNING_READ)
+    if isinstance(scope, AllDepartments):
+        return True
+    return department_id is not None and scope is not None and department_id in scope
+
+
 def matches(row: Subscription, fact: Fact) -> bool:
     """Whether a subscription wants the fact: enabled, its transition, level, district and department."""
     if not row.enabled or fact.transition not in (row.transitions or ()):
@@ -579,12 +636,6 @@ def matches(row: Subscription, fact: Fact) -> bool:
         return False
     # A warning whose rule names no department passes a department filter (it concerns no one department).
     return row.department_id is None or fact.department_id is None or row.department_id == fact.department_id
-
-
-def _rule_department(definition: dict[str, Any]) -> int | None:
-    """The department a rule names (an identity department id), if it names one."""
-    value = definition.get("department_id")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _public_url(ctx: AppContext) -> str:
@@ -630,12 +681,9 @@ def enqueue(ctx: AppContext, event: WarningEvent) -> int:
         warning = session.get(IssuedWarning, event.warning_id)
         if warning is None:
             return 0
-        rule = session.execute(
-            select(Rule.name_zh, Rule.name_en, Rule.definition).where(Rule.id == warning.rule_id)
-        ).first()
+        rule = session.execute(select(Rule.name_zh, Rule.name_en).where(Rule.id == warning.rule_id)).first()
         names = (str(rule[0]), str(rule[1])) if rule is not None else (warning.title, "")
-        definition = dict(rule[2]) if rule is not None else {}
-        fact = fact_of(event, _rule_department(definition))
+        fact = fact_of(event, warning.department_id)
         if fact is None:
             return 0
         wanted = [
@@ -643,6 +691,11 @@ def enqueue(ctx: AppContext, event: WarningEvent) -> int:
             for s in session.scalars(select(Subscription).where(Subscription.enabled.is_(True)))
             if matches(s, fact)
         ]
+        users = {s.user_id for s in wanted if s.channel == "inapp" and s.user_id is not None}
+        readers = {
+            u for u in users if may_read(identity.grants_for_user(ctx, session, u), fact.department_id)
+        }
+        wanted = [s for s in wanted if s.channel != "inapp" or s.user_id in readers]
     if not wanted:
         return 0
     payload = summary(ctx, warning, names, fact)
@@ -780,9 +833,14 @@ class LoggingSmsSender:
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The signature header's value: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">."""
+    """One signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">."""
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
+
+
+def signatures(secrets_: Sequence[str], timestamp: str, body: bytes) -> str:
+    """The signature header's value: a signature under each secret, the newest first, comma-separated."""
+    return ",".join(sign(secret, timestamp, body) for secret in secrets_)
 
 
 @dataclass(frozen=True)
@@ -796,7 +854,9 @@ class Due:
     payload: dict[str, Any]
     user_id: int | None
     url: str | None
-    secret: str | None
+    # The webhook's signing secrets, the newest first (two during a rotation's grace period); empty when
+    # the stored one cannot be opened.
+    secrets: tuple[str, ...]
     phone: str | None
 
 
@@ -839,6 +899,7 @@ def claim(ctx: AppContext, limit: int) -> list[Due]:
         # The lease outlasts a webhook's timeout, so no row is sent twice at once.
         lease = now + timedelta(seconds=max(conf.delivery_lease_seconds, 2 * conf.webhook_timeout_seconds))
         claimed = []
+        key = sealing_key(ctx) if any(s.secret_sealed for s in subs.values()) else b""
         for row in rows:
             sub = subs[row.subscription_id]
             row.next_attempt_at = lease
@@ -851,11 +912,29 @@ def claim(ctx: AppContext, limit: int) -> list[Due]:
                     dict(row.payload),
                     sub.user_id,
                     sub.url,
-                    sub.secret,
+                    _secrets(key, sub, now),
                     sub.phone,
                 )
             )
     return claimed
+
+
+def _secrets(key: bytes, sub: Subscription, now: datetime) -> tuple[str, ...]:
+    """A webhook's signing secrets in force, opened: the current one, and the replaced one in its grace period."""
+    if sub.secret_sealed is None:
+        return ()
+    sealed = [sub.secret_sealed]
+    if (
+        sub.previous_secret_sealed
+        and sub.previous_secret_until is not None
+        and sub.previous_secret_until > now
+    ):
+        sealed.append(sub.previous_secret_sealed)
+    try:
+        return tuple(sealing.unseal(key, value) for value in sealed)
+    except sealing.SealError:
+        log.error("the signing secret of webhook subscription %s does not open: rotate it", sub.id)
+        return ()
 
 
 def deliver_inapp(ctx: AppContext, due: Due) -> None:
@@ -914,11 +993,19 @@ def next_due_in(ctx: AppContext) -> float | None:
 
 def purge(ctx: AppContext) -> int:
     """Delete delivered and given-up deliveries older than the retention period; how many went."""
-    horizon = utcnow() - timedelta(days=settings(ctx).delivery_retention_days)
+    # Also drops the webhook secrets replaced by a rotation whose grace period is over.
+    now = utcnow()
+    horizon = now - timedelta(days=settings(ctx).delivery_retention_days)
     with ctx.uow(SYSTEM, "warning.publishing.purge") as uow:
         result = uow.session.execute(
             delete(Delivery).where(Delivery.state != "pending", Delivery.created_at < horizon)
         )
+        for sub in uow.session.scalars(
+            select(Subscription).where(
+                Subscription.previous_secret_until.is_not(None), Subscription.previous_secret_until <= now
+            )
+        ):
+            sub.previous_secret_sealed, sub.previous_secret_until = None, None
         return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -1017,7 +1104,9 @@ class Publisher:
 
     async def post(self, due: Due) -> str:
         """POST the signed summary to the webhook; a 2xx answer delivers it."""
-        assert self.client is not None and due.url is not None and due.secret is not None
+        assert self.client is not None and due.url is not None
+        if not due.secrets:
+            raise SendError("the webhook's signing secret cannot be read: rotate it")
         problem = await asyncio.to_thread(endpoint_problem, self.conf, due.url)
         if problem is not None:
             raise SendError(f"the endpoint is not permitted: {problem}")
@@ -1029,7 +1118,7 @@ class Publisher:
             "X-CityBrain-Event": due.payload["transition"],
             "X-CityBrain-Delivery": str(due.id),
             "X-CityBrain-Timestamp": stamp,
-            "X-CityBrain-Signature": sign(due.secret, stamp, body),
+            "X-CityBrain-Signature": signatures(due.secrets, stamp, body),
         }
         response = await self.client.post(due.url, content=body, headers=headers)
         if not response.is_success:

@@ -49,6 +49,12 @@ def update_subscription(
     return pub.update_subscription(ctx, actor, subscription_id, data)
 
 
+@router.post("/subscriptions/{subscription_id}/rotate-secret", response_model=pub.SubscriptionCreated)
+def rotate_secret(subscription_id: Id, ctx: Ctx, actor: CurrentActor) -> pub.SubscriptionCreated:
+    """Issue a webhook a new signing secret, shown in this answer only; the old one signs too for a grace period."""
+    return pub.rotate_secret(ctx, actor, subscription_id)
+
+
 @router.delete("/subscriptions/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_subscription(subscription_id: Id, ctx: Ctx, actor: CurrentActor) -> Response:
     """Delete a subscription with its deliveries."""

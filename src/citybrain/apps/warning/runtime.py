@@ -6,7 +6,9 @@ drift's peers are read in a worker thread when it asks for them.
 
 The evaluator's state lives on the event loop; rule edits and operator lifts made by requests (in
 worker threads) reach it through `call_soon_threadsafe`. Transitions and failures are written in a
-worker thread, so the loop is never blocked by the database.
+worker thread, so the loop is never blocked by the database. So are the duration clocks ("for 2 h"):
+each one that starts or stops is stored, and loading the rules at start puts them back, so a restart
+does not start the count again.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from citybrain.apps.context.entities import LOCATION
@@ -48,6 +50,7 @@ class Runtime:
         self.evaluator = ev.Evaluator(
             loader=lambda tenant, entity_id: services.current_values(ctx, tenant, entity_id),
             locator=lambda tenant, entity_id: services.district_of(ctx, tenant, entity_id),
+            persist=True,
         )
         conf = services.settings(ctx)
         self.health = health.Monitor(self.evaluator, max_series=conf.health_max_series)
@@ -70,7 +73,14 @@ class Runtime:
 
     def _pending(self) -> bool:
         """Whether transitions, failures or data-quality flags wait to be written."""
-        return bool(self.evaluator.transitions or self.evaluator.failures or self.health.flags)
+        evaluator = self.evaluator
+        return bool(
+            evaluator.transitions
+            or evaluator.failures
+            or self.health.flags
+            or evaluator.clocks
+            or evaluator.cleared
+        )
 
     def load(self) -> None:
         """Load the enabled rules and the active warnings' levels from the database."""
@@ -100,6 +110,9 @@ class Runtime:
                 )
                 continue
             self._add(rule_id, spec)
+            if rule_id in self.evaluator.rules and spec.kind in ("threshold", "rate", "composite"):
+                for entity_id, condition, rank, since in services.clocks_of(self.ctx, rule_id):
+                    self.evaluator.restore_clock(rule_id, entity_id, condition, rank, since)
         for rule_id, scope_key, rank, entity_id, district in services.active_states(self.ctx):
             if (rule_id, scope_key) not in self.evaluator.active:
                 self.evaluator.set_active(rule_id, scope_key, rank, entity_id, district)
@@ -128,6 +141,8 @@ class Runtime:
             self.evaluator.remove(rule_id)
         else:
             self._add(rule_id, spec)
+        if self._pending():
+            self._wake.set()  # the dropped clocks (and any failure) are written
         specs = {i: s for i, s in self.health.specs.items() if i != rule_id}
         if spec is not None and spec.kind == "health":
             specs[rule_id] = spec
@@ -159,7 +174,7 @@ class Runtime:
             at = _moment(change.new, event.occurred_at)
             evaluator.change(event.tenant, event.entity_id, event.types, change.attr, value, at, now)
             if monitor is not None:
-                monitor.observe(event.tenant, event.entity_id, event.types, change.attr, value, at)
+                monitor.observe(event.tenant, event.entity_id, event.types, change.attr, value, at, now)
             self.changes += 1
         if self._pending():
             self._wake.set()  # the writer batches what accumulates while it writes
@@ -205,20 +220,26 @@ class Runtime:
     async def _write(self) -> None:
         """Write what is pending now; on failure put it back for the next attempt."""
         transitions, failures = self.evaluator.drain()
+        cleared, clocks = self.evaluator.drain_clocks()
         flags = self.health.drain_flags()
         try:
             if failures:
                 await asyncio.to_thread(services.record_failures, self.ctx, failures)
                 failures = []
+            if cleared or clocks:
+                await asyncio.to_thread(services.record_clocks, self.ctx, sorted(cleared), clocks)
+                cleared, clocks = set(), {}
             if transitions:
                 await asyncio.to_thread(services.apply_transitions, self.ctx, transitions)
                 transitions = []
             if flags:
                 await asyncio.to_thread(services.record_flags, self.ctx, flags)
         except BaseException:
-            # Keep them (in order) for the next attempt.
+            # Keep them (in order) for the next attempt; clocks noted meanwhile are newer than these.
             self.evaluator.transitions[:0] = transitions
             self.evaluator.failures[:0] = failures
+            self.evaluator.cleared |= cleared
+            self.evaluator.clocks = {**clocks, **self.evaluator.clocks}
             self.health.flags[:0] = flags
             raise
 
@@ -227,9 +248,11 @@ class Runtime:
         stamp = await asyncio.to_thread(services.rules_stamp, self.ctx)
         if stamp != self.stamp:
             await asyncio.to_thread(self.load)
-        self.evaluator.tick(now or utcnow())
-        await self.flush()
         conf = services.settings(self.ctx)
+        moment = now or utcnow()
+        self.evaluator.tick(moment)
+        self.health.tick(moment, timedelta(hours=conf.drift_stale_hours))
+        await self.flush()
         clock = time.monotonic()
         if clock - self._located_at >= conf.health_peer_refresh_seconds and self.health.watches:
             self._located_at = clock

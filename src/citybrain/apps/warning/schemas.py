@@ -19,7 +19,8 @@ A rule watches one entity type (NGSI-LD type, a core @context term or an IRI). I
 
 Apps may also declare forecast series in `warnings.py` as `FORECASTS = [SeriesSpec(...), ...]`, and the
 series the anomaly detectors watch as `HEALTH_WATCHES = [HealthWatch(...), ...]` (each stored as a rule
-of the kind `health`).
+of the kind `health`). An app that does not require this app (iot) declares its watches as plain data,
+`HEALTH_WATCHES = [{"entity_type": ..., "attrs": [...], ...}, ...]`, checked as HealthWatch at start.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ LEVEL_COLORS = {"red": "#d32f2f", "orange": "#f57c00", "yellow": "#fbc02d", "blu
 LEVEL_ROMAN = {"red": "I", "orange": "II", "yellow": "III", "blue": "IV"}
 
 CODE_RE = r"^[a-z][a-z0-9_.-]{1,63}$"
+# An identity department's code (the identity app's DepartmentCreate.code).
+DEPARTMENT_RE = r"^[A-Za-z0-9_\-]{2,64}$"
 TERM_RE = r"^[A-Za-z_][A-Za-z0-9_.:/#@-]{0,299}$"
 # The longest duration or period a rule may name: 31 days.
 MAX_SECONDS = 31 * 86400
@@ -217,6 +220,11 @@ class RuleSpec(Strict):
     health: Health | None = None
     description: str = Field(default="", max_length=2000)
     category: Category = "Other"
+    # The identity department (its code) owning the rule and its warnings; None: an operator's rule
+    # belongs to the operator's department, a declared one to the department of each warning's district.
+    department: str | None = Field(default=None, pattern=DEPARTMENT_RE)
+    # Whether its warnings are published to the public (the public CAP feed).
+    public: bool = False
 
     @model_validator(mode="after")
     def _check_kind(self) -> Self:
@@ -268,6 +276,8 @@ class RuleUpdate(Strict):
     hysteresis: Hysteresis | None = None
     forecast: Forecast | None = None
     health: Health | None = None
+    department: str | None = Field(default=None, pattern=DEPARTMENT_RE)
+    public: bool | None = None
 
 
 class RuleRead(BaseModel):
@@ -284,6 +294,7 @@ class RuleRead(BaseModel):
     origin: str
     failure: str | None
     failed_at: datetime | None
+    department_id: int | None
     definition: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -322,6 +333,8 @@ class WarningRead(BaseModel):
     scope_key: str
     entity_id: str
     district: str | None
+    # The identity department the warning belongs to (None: city-wide readers only).
+    department_id: int | None
     level: str
     level_name: str
     color: str
@@ -339,6 +352,27 @@ class WarningDetail(WarningRead):
     """A warning with its timeline."""
 
     timeline: list[StepRead]
+
+
+class TriggerSeriesRead(BaseModel):
+    """One watched attribute of one entity around a warning's time; `access` false: the reader may not see it."""
+
+    entity_id: str
+    attr: str
+    op: str
+    access: bool
+    points: list[tuple[datetime, float]]
+    thresholds: list[tuple[str, float]]
+
+
+class TriggerRead(BaseModel):
+    """The data that triggered a warning, as far as the reader may read the entities' history."""
+
+    kind: str
+    since: datetime
+    until: datetime
+    version: int | None
+    series: list[TriggerSeriesRead]
 
 
 class Page(BaseModel, Generic[T]):

@@ -24,10 +24,12 @@ from citybrain.apps.context.errors import NgsiError
 from citybrain.apps.context.jsonld import Context
 from citybrain.apps.context.query import QueryError, parse_q
 from citybrain.apps.geo import services as geo
+from citybrain.apps.identity import services as identity
 from citybrain.apps.warning import cap, places
 from citybrain.apps.warning import evaluator as ev
 from citybrain.apps.warning.events import WarningChanged, WarningLifted, WarningRaised
 from citybrain.apps.warning.models import (
+    Clock,
     ForecastIssue,
     ForecastSeries,
     IssuedWarning,
@@ -57,11 +59,15 @@ from citybrain.apps.warning.schemas import (
 )
 from citybrain.apps.warning.settings import WarningSettings
 from citybrain.sdk import (
+    ALL,
     SYSTEM,
     Actor,
+    AllDepartments,
     AppContext,
     Conflict,
+    Forbidden,
     NotFound,
+    Scope,
     ValidationFailed,
     utcnow,
 )
@@ -72,6 +78,8 @@ WARNING_READ, WARNING_ACK, WARNING_LIFT = (
     "warning.warning.acknowledge",
     "warning.warning.lift",
 )
+# Read every department's warnings (the operations centre's city-wide view).
+WARNING_READ_ALL = "warning.warning.read_all"
 RUNTIME = "warning.runtime"
 # How long storing a forecast waits for the forecast rules' warnings to be written (seconds).
 FORECAST_WAIT = 30.0
@@ -146,17 +154,38 @@ def declared_forecasts(ctx: AppContext) -> list[tuple[str, SeriesSpec]]:
     return found
 
 
+def _watch_of(label: str, index: int, item: object) -> HealthWatch:
+    """A declared health watch: a HealthWatch, or plain data (a dict of builtins) checked as one.
+
+    Plain data lets an app that does not require the warning app (iot) declare watches without importing it.
+    """
+    if isinstance(item, HealthWatch):
+        return item
+    if not isinstance(item, Mapping):
+        raise TypeError(
+            f"app {label!r} declares HEALTH_WATCHES[{index}] that is neither a HealthWatch nor a dict: {item!r}"
+        )
+    try:
+        return HealthWatch.model_validate(dict(item))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'watch'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValueError(
+            f"app {label!r} declares a bad health watch HEALTH_WATCHES[{index}]: {problems}"
+        ) from None
+
+
 def declared_watches(ctx: AppContext) -> list[tuple[str, HealthWatch]]:
-    """The device-health watches the enabled apps declare in their warnings.py (HEALTH_WATCHES)."""
+    """The device-health watches the enabled apps declare in their warnings.py (HEALTH_WATCHES), checked."""
     found: list[tuple[str, HealthWatch]] = []
     for spec in ctx.apps:
         module = spec.module("warnings")
-        for item in getattr(module, "HEALTH_WATCHES", ()) if module is not None else ():
-            if not isinstance(item, HealthWatch):
-                raise TypeError(
-                    f"app {spec.label!r} declares a health watch that is not a HealthWatch: {item!r}"
-                )
-            found.append((spec.label, item))
+        declared = getattr(module, "HEALTH_WATCHES", ()) if module is not None else ()
+        if not isinstance(declared, list | tuple):
+            raise TypeError(f"app {spec.label!r} declares HEALTH_WATCHES that is not a list: {declared!r}")
+        for index, item in enumerate(declared):
+            found.append((spec.label, _watch_of(spec.label, index, item)))
     return found
 
 
@@ -362,11 +391,14 @@ def _rule_read(row: Rule) -> RuleRead:
     return RuleRead.model_validate(row, from_attributes=True)
 
 
-def _insert_rule(session: Session, spec: RuleSpec, *, origin: str, by: str) -> Rule:
+def _insert_rule(
+    session: Session, spec: RuleSpec, *, origin: str, by: str, department_id: int | None = None
+) -> Rule:
     definition = spec.model_dump(mode="json")
     row = Rule(
         code=spec.code, name_zh=spec.name_zh, name_en=spec.name_en, kind=spec.kind,
         entity_type=spec.entity_type, definition=definition, enabled=True, version=1, origin=origin,
+        department_id=department_id,
     )  # fmt: skip
     session.add(row)
     session.flush()
@@ -376,14 +408,33 @@ def _insert_rule(session: Session, spec: RuleSpec, *, origin: str, by: str) -> R
     return row
 
 
+def department_ids(ctx: AppContext) -> dict[str, int]:
+    """The identity app's department ids by code."""
+    return {d.code: d.id for d in identity.list_departments(ctx, SYSTEM)}
+
+
+def _rule_department(ctx: AppContext, spec: RuleSpec) -> int | None:
+    """The id of the department a rule names (422 for an unknown one); None when it names none."""
+    if spec.department is None:
+        return None
+    found = department_ids(ctx).get(spec.department)
+    if found is None:
+        raise _field_error(["department"], N_("Unknown department {name} ({field})."), name=spec.department)
+    return found
+
+
 def create_rule(ctx: AppContext, actor: Actor, spec: RuleSpec) -> RuleRead:
     """Create a rule (validated against the context broker) and start evaluating it."""
+    # The rule, and so its warnings, belongs to the department it names, else to the creator's department.
     actor.require(RULE_WRITE)
     validate(ctx, spec)
+    department = _rule_department(ctx, spec)
+    if department is None:
+        department = actor.department_id
     with ctx.uow(actor, "warning.rule.create") as uow:
         if uow.session.scalar(select(Rule.id).where(Rule.code == spec.code)) is not None:
             raise Conflict("A rule with the code {code} exists already.", code=spec.code)
-        row = _insert_rule(uow.session, spec, origin="operator", by=actor.ref)
+        row = _insert_rule(uow.session, spec, origin="operator", by=actor.ref, department_id=department)
         result = _rule_read(row)
     _notify(ctx, result.id, spec)
     return result
@@ -435,10 +486,13 @@ def update_rule(ctx: AppContext, actor: Actor, rule_id: int, data: RuleUpdate) -
             [str(p) for p in first["loc"]], N_("Invalid rule: {reason} ({field})."), reason=first["msg"]
         ) from None
     validate(ctx, spec)
+    department = _rule_department(ctx, spec)
     definition = spec.model_dump(mode="json")
     with ctx.uow(actor, "warning.rule.update") as uow:
         row = _get_rule(uow.session, rule_id)
-        if definition != row.definition:
+        if department is not None:  # naming a department moves the rule (its new warnings) there
+            row.department_id = department
+        if definition != _normalised(row.definition):
             row.version += 1
             row.definition = definition
             row.name_zh, row.name_en, row.kind, row.entity_type = (
@@ -460,6 +514,14 @@ def update_rule(ctx: AppContext, actor: Actor, rule_id: int, data: RuleUpdate) -
         result = _rule_read(row)
     _notify(ctx, rule_id, spec if result.enabled else None)
     return result
+
+
+def _normalised(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored definition as the current RuleSpec writes it (fields added since filled with defaults)."""
+    try:
+        return RuleSpec.model_validate(dict(definition)).model_dump(mode="json")
+    except ValidationError:
+        return dict(definition)
 
 
 def set_enabled(ctx: AppContext, actor: Actor, rule_id: int, enabled: bool) -> RuleRead:
@@ -613,18 +675,26 @@ def apply_transitions(ctx: AppContext, transitions: Sequence[ev.Transition]) -> 
     with ctx.uow(SYSTEM, "warning.warning.evaluate") as uow:
         session = uow.session
         rules = {
-            rule_id: (name, str(definition.get("tenant", "")), kind)
-            for rule_id, name, definition, kind in session.execute(
-                select(Rule.id, Rule.name_zh, Rule.definition, Rule.kind).where(
-                    Rule.id.in_({t.rule_id for t in transitions})
-                )
+            rule_id: (
+                name,
+                str(definition.get("tenant", "")),
+                kind,
+                department_id,
+                definition.get("department"),
+                name_en or "",
+            )
+            for rule_id, name, name_en, definition, kind, department_id in session.execute(
+                select(
+                    Rule.id, Rule.name_zh, Rule.name_en, Rule.definition, Rule.kind, Rule.department_id
+                ).where(Rule.id.in_({t.rule_id for t in transitions}))
             )
         }
         districts: dict[tuple[str, str], str | None] = {}
+        codes: dict[str, int] | None = None
         for t in transitions:
             if t.rule_id not in rules:
                 continue
-            title, tenant, kind = rules[t.rule_id]
+            title, tenant, kind, owner, owner_code, title_en = rules[t.rule_id]
             key = f"{t.rule_id}:{t.scope_key}"
             row = session.scalar(select(IssuedWarning).where(IssuedWarning.active_key == key))
             to_level = LEVEL_OF_RANK.get(t.to_rank)
@@ -638,10 +708,15 @@ def apply_transitions(ctx: AppContext, transitions: Sequence[ev.Transition]) -> 
                     if where not in districts:
                         districts[where] = district_of(ctx, tenant, t.entity_id)
                     district = districts[where]
+                department = owner
+                if department is None and (owner_code or district):
+                    codes = department_ids(ctx) if codes is None else codes
+                    department = codes.get(str(owner_code)) if owner_code else None
+                    department = department or (codes.get(district) if district else None)
                 row = IssuedWarning(
                     rule_id=t.rule_id, rule_code=t.rule_code, kind=kind, title=title, scope_key=t.scope_key,
                     active_key=key, entity_id=t.entity_id, district=district, level=to_level, status="active",
-                    raised_at=t.at, changed_at=t.at, values=values,
+                    raised_at=t.at, changed_at=t.at, values=values, department_id=department,
                 )  # fmt: skip
                 session.add(row)
                 session.flush()
@@ -652,7 +727,8 @@ def apply_transitions(ctx: AppContext, transitions: Sequence[ev.Transition]) -> 
                 )
                 uow.emit(WarningRaised(
                     warning_id=row.id, rule_code=t.rule_code, level=to_level, entity_id=t.entity_id,
-                    district=district, scope_key=t.scope_key, at=t.at, values=values,
+                    district=district, scope_key=t.scope_key, at=t.at, values=values, title=title,
+                    title_en=title_en,
                 ))  # fmt: skip
             elif to_level is None:
                 previous = row.level
@@ -674,7 +750,8 @@ def apply_transitions(ctx: AppContext, transitions: Sequence[ev.Transition]) -> 
                     )
                 )
                 uow.emit(WarningLifted(
-                    warning_id=row.id, rule_code=t.rule_code, previous_level=previous, district=row.district, at=t.at, by="rule"
+                    warning_id=row.id, rule_code=t.rule_code, previous_level=previous, district=row.district, at=t.at,
+                    by="rule", entity_id=row.entity_id, title=title, title_en=title_en,
                 ))  # fmt: skip
             else:
                 previous = row.level
@@ -695,7 +772,7 @@ def apply_transitions(ctx: AppContext, transitions: Sequence[ev.Transition]) -> 
                 )
                 uow.emit(WarningChanged(
                     warning_id=row.id, rule_code=t.rule_code, change=change, level=to_level, previous_level=previous,
-                    district=row.district, at=t.at, by="rule", values=values,
+                    district=row.district, at=t.at, by="rule", values=values, title=title, title_en=title_en,
                 ))  # fmt: skip
             written += 1
     return written
@@ -735,6 +812,45 @@ def _json_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def record_clocks(
+    ctx: AppContext,
+    cleared: Sequence[int],
+    changes: Mapping[tuple[int, str, int, int], datetime | None],
+) -> int:
+    """Keep the duration clocks: drop the cleared rules' clocks, then start (a time) or stop (None) each one."""
+    if not cleared and not changes:
+        return 0
+    with ctx.uow(SYSTEM, "warning.clock.record") as uow:
+        session = uow.session
+        if cleared:
+            session.execute(delete(Clock).where(Clock.rule_id.in_(sorted(set(cleared)))))
+        live = set(session.scalars(select(Rule.id).where(Rule.id.in_({k[0] for k in changes}))))
+        for rule_id, entity_id, condition, rank in changes:
+            session.execute(
+                delete(Clock).where(
+                    Clock.rule_id == rule_id,
+                    Clock.entity_id == entity_id[:256],
+                    Clock.condition == condition,
+                    Clock.rank == rank,
+                )
+            )
+        session.add_all(
+            Clock(rule_id=key[0], entity_id=key[1][:256], condition=key[2], rank=key[3], since=since)
+            for key, since in changes.items()
+            if since is not None and key[0] in live
+        )
+    return len(changes)
+
+
+def clocks_of(ctx: AppContext, rule_id: int) -> list[tuple[str, int, int, datetime]]:
+    """(entity, condition, rank, since) of a rule's running duration clocks."""
+    with ctx.read() as session:
+        rows = session.execute(
+            select(Clock.entity_id, Clock.condition, Clock.rank, Clock.since).where(Clock.rule_id == rule_id)
+        )
+        return [(e, c, r, since) for e, c, r, since in rows]
+
+
 def record_failures(ctx: AppContext, failures: Sequence[ev.Failure]) -> None:
     """Disable rules that raised at run time and keep the error for operators."""
     for failure in failures:
@@ -756,9 +872,8 @@ def list_warnings(
     limit: int = 50,
     offset: int = 0,
 ) -> Page[WarningRead]:
-    """Warnings, newest change first, filtered by level, status, district, rule code and rule kind."""
-    actor.require(WARNING_READ)
-    stmt = select(IssuedWarning)
+    """The warnings the actor may read, newest change first, filtered by level, status, district, rule and kind."""
+    stmt = _readable(select(IssuedWarning), reader_scope(actor))
     if kind:
         stmt = stmt.where(IssuedWarning.kind == kind)
     if level:
@@ -782,43 +897,93 @@ def list_warnings(
 
 
 def active_counts(ctx: AppContext, actor: Actor) -> dict[str, int]:
-    """How many warnings are active at each level."""
-    actor.require(WARNING_READ)
+    """How many of the warnings the actor may read are active at each level."""
+    stmt = select(IssuedWarning.level, func.count()).where(IssuedWarning.status == "active")
+    stmt = _readable(stmt, reader_scope(actor)).group_by(IssuedWarning.level)
     with ctx.read() as session:
-        rows = session.execute(
-            select(IssuedWarning.level, func.count())
-            .where(IssuedWarning.status == "active")
-            .group_by(IssuedWarning.level)
-        )
+        rows = session.execute(stmt)
         found = {str(level): int(n) for level, n in rows}
     return {level: found.get(level, 0) for level in reversed(LEVEL_OF_RANK.values())}
 
 
-def _get_warning(session: Session, warning_id: int) -> IssuedWarning:
+def reader_scope(actor: Actor) -> Scope:
+    """The departments whose warnings the actor may read: ALL with a city-wide grant (401/403 with none)."""
+    if actor.is_authenticated and actor.can(WARNING_READ_ALL):
+        return ALL
+    return actor.visible_departments(WARNING_READ)
+
+
+def _readable(stmt: Any, scope: Scope) -> Any:
+    """Narrow a query of warnings to those of the departments in scope (a warning of none: city-wide only)."""
+    if isinstance(scope, AllDepartments):
+        return stmt
+    return stmt.where(IssuedWarning.department_id.in_(sorted(scope)))
+
+
+def _in_scope(scope: Scope, department_id: int | None) -> bool:
+    """Whether a department is in a scope (a warning of no department: only in a city-wide one)."""
+    return isinstance(scope, AllDepartments) or (department_id is not None and department_id in scope)
+
+
+def _get_warning(session: Session, warning_id: int, scope: Scope = ALL) -> IssuedWarning:
+    """A warning in the scope (404 otherwise: another department's warning is not shown to exist)."""
     row = session.get(IssuedWarning, warning_id)
-    if row is None:
+    if row is None or not _in_scope(scope, row.department_id):
         raise NotFound("Warning {id} does not exist.", id=warning_id)
     return row
 
 
-def get_warning(ctx: AppContext, actor: Actor, warning_id: int) -> WarningDetail:
-    """A warning with its full timeline."""
-    actor.require(WARNING_READ)
-    with ctx.read() as session:
-        row = _get_warning(session, warning_id)
-        steps = session.scalars(
-            select(WarningStep).where(WarningStep.warning_id == warning_id).order_by(WarningStep.id)
+def _require_department(actor: Actor, permission: str, row: IssuedWarning) -> None:
+    """Raise 403 unless the actor holds the permission in the warning's department (or city-wide)."""
+    if not _in_scope(actor.scope(permission), row.department_id):
+        raise Forbidden(
+            "Warning {id} belongs to another department: you lack {permission} there.",
+            id=row.id,
+            permission=permission,
         )
-        timeline = [StepRead.model_validate(s, from_attributes=True) for s in steps]
-        return WarningDetail(**_warning_read(row).model_dump(), timeline=timeline)
+
+
+def _detail(session: Session, row: IssuedWarning) -> WarningDetail:
+    """A warning with its timeline."""
+    steps = session.scalars(
+        select(WarningStep).where(WarningStep.warning_id == row.id).order_by(WarningStep.id)
+    )
+    timeline = [StepRead.model_validate(s, from_attributes=True) for s in steps]
+    return WarningDetail(**_warning_read(row).model_dump(), timeline=timeline)
+
+
+def get_warning(ctx: AppContext, actor: Actor, warning_id: int) -> WarningDetail:
+    """A warning the actor may read, with its full timeline (404 for another department's)."""
+    scope = reader_scope(actor)
+    with ctx.read() as session:
+        return _detail(session, _get_warning(session, warning_id, scope))
+
+
+def _acted(ctx: AppContext, warning_id: int) -> WarningDetail:
+    """A warning just acknowledged or lifted by an actor allowed to (no further check)."""
+    with ctx.read() as session:
+        return _detail(session, _get_warning(session, warning_id))
+
+
+def _actionable(session: Session, actor: Actor, permission: str, warning_id: int) -> IssuedWarning:
+    """A warning the actor may see (404 otherwise) and act on in its department (403 otherwise)."""
+    scope = reader_scope(actor) if actor.can(WARNING_READ) or actor.can(WARNING_READ_ALL) else ALL
+    row = _get_warning(session, warning_id, scope)
+    _require_department(actor, permission, row)
+    return row
+
+
+def _name_en(session: Session, rule_id: int) -> str:
+    """The English name of a warning's rule ("" when it has none)."""
+    return session.scalar(select(Rule.name_en).where(Rule.id == rule_id)) or ""
 
 
 def acknowledge(ctx: AppContext, actor: Actor, warning_id: int, note: str = "") -> WarningDetail:
-    """An operator acknowledges an active warning (once)."""
+    """An operator acknowledges an active warning of a department where they may (once)."""
     actor.require(WARNING_ACK)
     now = utcnow()
     with ctx.uow(actor, "warning.warning.acknowledge") as uow:
-        row = _get_warning(uow.session, warning_id)
+        row = _actionable(uow.session, actor, WARNING_ACK, warning_id)
         if row.status != "active":
             raise Conflict("Warning {id} is no longer active.", id=warning_id)
         if row.acknowledged_at is not None:
@@ -838,16 +1003,17 @@ def acknowledge(ctx: AppContext, actor: Actor, warning_id: int, note: str = "") 
         uow.emit(WarningChanged(
             warning_id=row.id, rule_code=row.rule_code, change="acknowledged", level=row.level,
             previous_level=row.level, district=row.district, at=now, by=actor.ref, values={},
+            title=row.title, title_en=_name_en(uow.session, row.rule_id),
         ))  # fmt: skip
-    return get_warning(ctx, actor if actor.can(WARNING_READ) else SYSTEM, warning_id)
+    return _acted(ctx, warning_id)
 
 
 def lift(ctx: AppContext, actor: Actor, warning_id: int, note: str = "") -> WarningDetail:
-    """An operator lifts (解除) an active warning; its rule stays quiet until the condition clears."""
+    """An operator lifts (解除) an active warning of their department; its rule stays quiet until the condition clears."""
     actor.require(WARNING_LIFT)
     now = utcnow()
     with ctx.uow(actor, "warning.warning.lift") as uow:
-        row = _get_warning(uow.session, warning_id)
+        row = _actionable(uow.session, actor, WARNING_LIFT, warning_id)
         if row.status != "active":
             raise Conflict("Warning {id} is no longer active.", id=warning_id)
         previous = row.level
@@ -864,21 +1030,26 @@ def lift(ctx: AppContext, actor: Actor, warning_id: int, note: str = "") -> Warn
             )
         )
         uow.emit(WarningLifted(
-            warning_id=row.id, rule_code=row.rule_code, previous_level=previous, district=row.district, at=now, by=actor.ref
+            warning_id=row.id, rule_code=row.rule_code, previous_level=previous, district=row.district, at=now,
+            by=actor.ref, entity_id=row.entity_id, title=row.title, title_en=_name_en(uow.session, row.rule_id),
         ))  # fmt: skip
         rule_id, scope_key = row.rule_id, row.scope_key
     runtime = _runtime(ctx)
     if runtime is not None:
         runtime.operator_lifted(rule_id, scope_key)
-    return get_warning(ctx, actor if actor.can(WARNING_READ) else SYSTEM, warning_id)
+    return _acted(ctx, warning_id)
 
 
 # --- CAP 1.2 -------------------------------------------------------------------------------------
 
 
 def cap_alert(ctx: AppContext, actor: Actor, warning_id: int) -> bytes:
-    """The CAP 1.2 message of a warning's current state."""
-    detail = get_warning(ctx, actor, warning_id)
+    """The CAP 1.2 message of a warning's current state (a warning the actor may read)."""
+    return _cap(ctx, get_warning(ctx, actor, warning_id))
+
+
+def _cap(ctx: AppContext, detail: WarningDetail) -> bytes:
+    """The CAP 1.2 message of a warning."""
     with ctx.read() as session:
         definition = session.scalar(select(Rule.definition).where(Rule.id == detail.rule_id)) or {}
     area = detail.entity_id
@@ -891,11 +1062,46 @@ def cap_alert(ctx: AppContext, actor: Actor, warning_id: int) -> bytes:
 
 
 def cap_feed(ctx: AppContext, actor: Actor, self_url: str, cap_url: str) -> bytes:
-    """An Atom feed of the active warnings (the most recent 500), each linking to its CAP message."""
+    """An Atom feed of the active warnings the actor may read (the most recent 500), each linking to its CAP."""
     page = list_warnings(ctx, actor, status="active", limit=500)
     return cap.feed(
         page.items, sender=settings(ctx).cap_sender, title="城市智脑 预警", self_url=self_url, cap_url=cap_url
     )
+
+
+def public_rule_ids(ctx: AppContext) -> list[int]:
+    """The rules whose warnings are public: marked public, or named in the setting public_rules."""
+    named = set(settings(ctx).public_rules)
+    with ctx.read() as session:
+        rows = session.execute(select(Rule.id, Rule.code, Rule.definition))
+        return sorted(r for r, code, definition in rows if code in named or (definition or {}).get("public"))
+
+
+def public_feed(ctx: AppContext, self_url: str, cap_url: str) -> bytes:
+    """The public Atom feed: the active warnings of public rules only (e.g. heavy pollution), for anyone."""
+    # Nobody signs in to read it, so it carries no other warning, whatever its department: a warning
+    # concerning one department stays with the readers of that department (`cap_feed`).
+    stmt = (
+        select(IssuedWarning)
+        .where(IssuedWarning.status == "active", IssuedWarning.rule_id.in_(public_rule_ids(ctx)))
+        .order_by(IssuedWarning.changed_at.desc(), IssuedWarning.id.desc())
+        .limit(500)
+    )
+    with ctx.read() as session:
+        items = [_warning_read(r) for r in session.scalars(stmt)]
+    return cap.feed(
+        items, sender=settings(ctx).cap_sender, title="城市智脑 公众预警", self_url=self_url, cap_url=cap_url
+    )
+
+
+def public_cap(ctx: AppContext, warning_id: int) -> bytes:
+    """The CAP 1.2 message of a public rule's warning, for anyone (404 for any other warning)."""
+    with ctx.read() as session:
+        row = session.get(IssuedWarning, warning_id)
+        if row is None or row.rule_id not in public_rule_ids(ctx):
+            raise NotFound("Warning {id} does not exist.", id=warning_id)
+        detail = _detail(session, row)
+    return _cap(ctx, detail)
 
 
 # --- dry run --------------------------------------------------------------------------------------

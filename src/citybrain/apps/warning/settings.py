@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from citybrain.apps.warning.sealing import decode_key
 from citybrain.sdk import AppSettings
 
 
@@ -41,6 +42,14 @@ class WarningSettings(AppSettings):
     webhook_allowlist: str = Field(default="", max_length=2000)
     # The address warnings link to (CAP messages) in webhooks; empty: http://<host>:<port> of the platform.
     public_url: str = Field(default="", pattern=r"^(https?://[^\s]+)?$")
+    # The key webhook secrets are sealed with at rest (32 bytes, URL-safe base64); empty: one derived from
+    # the platform's CITYBRAIN_SECRET_KEY (sealing.py).
+    webhook_secret_key: SecretStr = SecretStr("")
+    # After a webhook secret is rotated, deliveries are signed with the old one too for this long.
+    webhook_secret_grace_hours: float = Field(default=24.0, ge=0, le=24 * 30)
+    # Rule codes whose warnings the public CAP feed carries (besides rules marked public): by default the
+    # heavy-pollution warning (重污染天气预警), which is issued to the public.
+    public_rules: tuple[str, ...] = ("heavy-pollution",)
     # The signature (签名) an SMS starts with.
     sms_signature: str = Field(default="【绵阳城市智脑】", min_length=1, max_length=20)
     # Forecasting (forecasts.py): the job runs every N s, the first time this long after start.
@@ -67,3 +76,15 @@ class WarningSettings(AppSettings):
     health_peer_refresh_seconds: float = Field(default=3600.0, ge=10, le=86400 * 7)
     # Data-quality flags (spikes) are kept this many days.
     quality_flag_retention_days: int = Field(default=30, ge=1, le=3650)
+    # A drift warning whose comparison with its neighbours cannot be made this long (its peers went
+    # silent, or its series was forgotten) is lifted: nothing any longer says the drift goes on.
+    drift_stale_hours: float = Field(default=6.0, gt=0, le=24 * 30)
+
+    @field_validator("webhook_secret_key")
+    @classmethod
+    def _check_key(cls, value: SecretStr) -> SecretStr:
+        """Empty, or 32 bytes of URL-safe base64."""
+        text = value.get_secret_value()
+        if text:
+            decode_key(text)
+        return value

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from citybrain.apps.geo import services as geo
 from citybrain.apps.identity.views import VALIDATION_MESSAGES
-from citybrain.apps.warning import pages, services
+from citybrain.apps.warning import pages, publishing, services
 from citybrain.apps.warning.anomaly import MESSAGES
 from citybrain.apps.warning.schemas import (
     LEVEL_COLORS,
@@ -298,6 +298,7 @@ def _charts(
                 "id": f"trigger-{i}",
                 "name": series.attr,
                 "entity_id": series.entity_id,
+                "access": series.access,
                 "points": [[_chart_time(at, zone), value] for at, value in series.points],
                 "thresholds": [
                     {"level": level, "value": value, "color": LEVEL_COLORS[level]}
@@ -438,6 +439,79 @@ def _act(
             request, ctx, actor, locale, warning_id, exc.status, _problem_text(ctx, locale, exc)
         )
     return _see_other(f"/warning/warnings/{warning_id}", done)
+
+
+# --- my notifications ----------------------------------------------------------------------------
+
+NOTIFICATIONS_PAGE_SIZE = 20
+UnreadOnly = Annotated[Literal["", "1"], Form()]
+
+
+def _notifications_url(unread: str, page_no: int = 1, ok: str = "") -> str:
+    """The notifications page with its filter, page and outcome."""
+    query = {k: v for k, v in (("unread", unread), ("page", page_no if page_no > 1 else ""), ("ok", ok)) if v}
+    return "/warning/notifications" + (f"?{urlencode(query)}" if query else "")
+
+
+@router.get("/notifications")
+def notification_list(
+    request: Request,
+    ctx: Ctx,
+    actor: CurrentActor,
+    locale: Locale,
+    unread: Annotated[Literal["", "1"], Query()] = "",
+    page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+) -> Response:
+    """My notifications (我的通知): newest first, unread ones marked, only the unread ones if asked."""
+    result = publishing.list_notifications(
+        ctx,
+        actor,
+        locale,
+        unread=bool(unread),
+        limit=NOTIFICATIONS_PAGE_SIZE,
+        offset=(page_no - 1) * NOTIFICATIONS_PAGE_SIZE,
+    )
+    return _page(
+        request,
+        ctx,
+        locale,
+        "warning/notifications.html",
+        result=result,
+        unread=unread,
+        unread_total=publishing.unread_count(ctx, actor),
+        page_no=page_no,
+        pages=max(1, -(-result.total // NOTIFICATIONS_PAGE_SIZE)),
+        page_url=lambda number: _notifications_url(unread, number),
+        ok=request.query_params.get("ok", ""),
+    )
+
+
+@router.post("/notifications/{notification_id}/open")
+def notification_open(notification_id: Id, ctx: Ctx, actor: CurrentActor, locale: Locale) -> Response:
+    """Open a notification's warning, marking the notification read."""
+    note = publishing.mark_read(ctx, actor, locale, notification_id)
+    return RedirectResponse(f"/warning/warnings/{note.warning_id}", status_code=303)
+
+
+@router.post("/notifications/{notification_id}/read")
+def notification_read(
+    notification_id: Id,
+    ctx: Ctx,
+    actor: CurrentActor,
+    locale: Locale,
+    unread: UnreadOnly = "",
+    page_no: Annotated[int, Form(alias="page", ge=1, le=100_000)] = 1,
+) -> Response:
+    """Mark one notification read; back to the list where it was."""
+    publishing.mark_read(ctx, actor, locale, notification_id)
+    return RedirectResponse(_notifications_url(unread, page_no, "read"), status_code=303)
+
+
+@router.post("/notifications/read-all")
+def notification_read_all(ctx: Ctx, actor: CurrentActor, unread: UnreadOnly = "") -> Response:
+    """Mark all my notifications read; back to the list's first page."""
+    publishing.mark_all_read(ctx, actor)
+    return RedirectResponse(_notifications_url(unread, 1, "read-all"), status_code=303)
 
 
 # --- rules ---------------------------------------------------------------------------------------
@@ -742,7 +816,10 @@ def _save(
         if rule_id is None:
             saved = services.create_rule(ctx, actor, spec)
         else:
-            changes = spec.model_dump(exclude={"code", "tenant", "forecast"}, mode="json")
+            # the editor has no field for the department or publicness: they stay as the API set them
+            changes = spec.model_dump(
+                exclude={"code", "tenant", "forecast", "department", "public"}, mode="json"
+            )
             saved = services.update_rule(ctx, actor, rule_id, RuleUpdate.model_validate(changes))
     except ProblemError as exc:
         if exc.status in (401, 403, 404):

@@ -38,6 +38,8 @@ INDICATORS = [
         "name_en": "Level ratio",
         "unit": "%",
         "thresholds": {"direction": "higher_is_worse", "warn": 90, "bad": 100},
+        "empty_zh": "暂无已结案事件",
+        "empty_en": "no closed events yet",
         "compute": level,
     },
     {**BASE, "code": "ideclare.broken", "name_zh": "坏指标", "name_en": "Broken", "compute": broken},

@@ -1,5 +1,6 @@
-"""The daily brief in a real browser: the day's warnings listed from the warning app's API, with their level,
-district and place, raised and lifted times (or 生效中); a warning of another day left out.
+"""The daily brief in a real browser: the day's warnings drawn by the server (kept from the warning app's
+events), with their level, district and place, raised and lifted times (or 生效中); a warning of another
+day left out; printed, the brief fits an A4 page's width and makes a PDF.
 
 A screenshot goes to CITYBRAIN_ARTIFACTS_DIR (default: a temporary directory), as the screen's do.
 """
@@ -68,7 +69,7 @@ def test_the_brief_lists_the_days_warnings(
     first, second = rows.nth(0), rows.nth(1)
     expect(first).to_have_attribute("data-level", "orange")
     cells = [c.strip() for c in first.locator("td").all_inner_texts()]
-    assert cells[0] == "橙色" and cells[1] == "PM2.5 超标", cells
+    assert cells[0] == "橙色" and cells[1] == "PM2.5 超标", cells  # the rule's name the event carries
     assert cells[2].startswith("涪城区") and lifted in cells[2], cells
     assert cells[3] == f"{day.isoformat()} 10:00" and cells[4] == f"{day.isoformat()} 12:00", cells
     expect(second).to_have_attribute("data-level", "red")
@@ -80,6 +81,16 @@ def test_the_brief_lists_the_days_warnings(
         "rgb(245, 124, 0)"
     )
     shot(page, "brief-01-day-1366")
+    # printed: nothing of the brief runs past an A4 page's width (794 px at 96 dpi), and a PDF comes out
+    page.set_viewport_size({"width": 794, "height": 1123})
+    page.emulate_media(media="print")
+    assert page.locator(".topbar").is_hidden() and page.locator(".brief-nav").is_hidden()
+    overflow = page.evaluate(
+        "() => [...document.querySelectorAll('#brief table')].filter(t => t.scrollWidth > t.parentElement.clientWidth + 1).length"
+    )
+    assert overflow == 0
+    assert page.pdf(format="A4")[:4] == b"%PDF"
+    page.emulate_media(media="screen")
 
     # a day without warnings says so
     page.goto(f"{live_server.url}/indicators/brief?date={(day - timedelta(days=5)).isoformat()}")

@@ -107,7 +107,8 @@
         startAngle: 215, endAngle: -35, splitNumber: 5,
         axisLine: { lineStyle: { width: Math.max(6, Math.round(h * 0.06)), color: stops } },
         progress: { show: false },
-        pointer: { width: 3, length: "62%", itemStyle: { color: "#dff3ff" } },
+        // no value: no pointer (a pointer at 0 would read as a value), "—" and the reason as the tooltip
+        pointer: { show: g.value !== null && g.value !== undefined, width: 3, length: "62%", itemStyle: { color: "#dff3ff" } },
         anchor: { show: true, size: 7, itemStyle: { color: "#33e1ff" } },
         axisTick: { distance: -Math.round(h * 0.06), length: 4, lineStyle: { color: "rgba(255,255,255,0.5)", width: 1 } },
         splitLine: { distance: -Math.round(h * 0.06), length: Math.round(h * 0.06), lineStyle: { color: "rgba(255,255,255,0.8)", width: 1 } },
@@ -130,6 +131,7 @@
     data.gauges.forEach(function (g) {
       var el = document.querySelector('.ioc-gauge[data-code="' + g.code + '"]');
       if (!el) return;
+      el.title = g.reason || "";
       if (!gaugeCharts[g.code]) gaugeCharts[g.code] = chartOn(el);
       if (gaugeCharts[g.code]) gaugeCharts[g.code].setOption(gaugeOption(g));
     });
@@ -254,14 +256,18 @@
     data.signs.forEach(function (s) {
       var li = document.querySelector('.ioc-sign[data-code="' + s.code + '"]');
       if (!li) return;
-      var text = s.kind === "text" ? (s.text || "—") : shown(s.value, s.decimals);
+      // no value: "—" alone (no unit), the reason as the tooltip
+      var text = s.reason ? "—" : (s.kind === "text" ? (s.text || "—") : shown(s.value, s.decimals));
       var b = li.querySelector("b");
+      var unit = li.querySelector("small");
+      if (unit) unit.textContent = s.reason ? "" : (s.unit || "");
       if (b.textContent !== text || li.dataset.level !== (s.level || "")) {
         b.textContent = text;
         li.dataset.level = s.level || "";
         if (flash) { li.classList.remove("ioc-flash"); void li.offsetWidth; li.classList.add("ioc-flash"); }
       }
-      li.title = s.status === "unavailable" ? T.unavailable : s.name;
+      li.title = s.reason || s.name;
+      if (s.reason) li.dataset.missing = "true"; else delete li.dataset.missing;
     });
     var updated = document.getElementById("ioc-updated");
     if (updated && data.computed_at) updated.textContent = format(T.updated, { time: timeFormat.format(new Date(data.computed_at)) });

@@ -32,6 +32,14 @@
     });
   }
 
+  function gradeOf(value) {  // the network grade of a TPI (GB/T 33171 §8.2 表3)
+    var found = null;
+    chartData.grades.forEach(function (g, i) { if (i === 0 || value >= chartData.bands[i - 1][0]) found = g; });
+    return found;
+  }
+
+  var chartData = null;
+
   function drawTrend(el, chart) {
     var bands = [];
     var low = 0;
@@ -43,8 +51,18 @@
       useUTC: true,
       animation: false,
       grid: { left: 12, right: 18, top: 16, bottom: 8, containLabel: true },
-      tooltip: { trigger: "axis" },
-      xAxis: { type: "time", axisLine: { lineStyle: { color: "#9aa8b6" } } },
+      tooltip: {
+        trigger: "axis",
+        formatter: function (items) {  // "HH:mm  TPI 4.2 轻度拥堵"
+          var p = items[0];
+          var d = new Date(p.value[0]);
+          var hm = String(d.getUTCHours()).padStart(2, "0") + ":" + String(d.getUTCMinutes()).padStart(2, "0");
+          var grade = gradeOf(p.value[1]);
+          return hm + "  TPI " + p.value[1].toFixed(1) + (grade ? " " + grade.name : "");
+        }
+      },
+      // the whole day (China time) on the axis, so the trend reads as "today" however little it holds
+      xAxis: { type: "time", min: chart.day_start, max: chart.day_end, axisLabel: { formatter: "{HH}:{mm}" }, axisLine: { lineStyle: { color: "#9aa8b6" } } },
       yAxis: { type: "value", min: 0, max: 10, interval: 2, splitLine: { lineStyle: { color: "#e6ebf0" } } },
       series: [{
         type: "line", data: chart.trend, showSymbol: chart.trend.length < 60, lineStyle: { color: "#4a5a6a" },
@@ -78,6 +96,7 @@
   function init() {
     var chart = readJson("traffic-chart");
     if (!chart) return;
+    chartData = chart;
     if (typeof echarts !== "undefined") {
       document.querySelectorAll("[data-tpi-gauge]").forEach(function (el) { if (chart.tpi !== null) drawGauge(el, chart); });
       document.querySelectorAll("[data-tpi-trend]").forEach(function (el) { if (chart.trend.length) drawTrend(el, chart); });
