@@ -220,6 +220,19 @@ def incident_devices() -> list[Device]:
     ]
 
 
+def test_the_congestion_shows_at_night_too() -> None:
+    devices = incident_devices()
+    start = datetime(2026, 11, 18, 1, 0, tzinfo=LOCAL)  # a demo started at one in the morning
+    quiet = sim.Simulator(devices, seed=SEED)
+    live = sim.Simulator(devices, seed=SEED, timeline=sim.default_timeline(start, devices))
+    jam = next(d for d in devices if d.device_id == "tf-jiuzhou-01")
+    held = live.values(jam, start + timedelta(minutes=30))
+    normal = quiet.values(jam, start + timedelta(minutes=30))
+    assert held is not None and normal is not None
+    assert not normal["congested"] and held["congested"]  # few cars, but one lane left
+    assert held["averageVehicleSpeed"] < 0.5 * normal["averageVehicleSpeed"]
+
+
 def test_the_timeline_scripts_the_incidents() -> None:
     devices = incident_devices()
     start = datetime(2026, 11, 18, 10, 0, tzinfo=LOCAL)  # a Wednesday morning

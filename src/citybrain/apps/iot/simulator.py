@@ -580,6 +580,10 @@ def traffic_values(device: Device, t: float, seed: int, fx: Effects = NO_EFFECTS
     usable = capacity * fx.capacity
     x = min(2.2, demand / usable)
     speed = free * (0.9 if rain > 1 else 1.0) / (1 + 0.5 * x**4)
+    if fx.capacity < 1.0:
+        # A blocked lane is a bottleneck at any hour: traffic squeezes past it near the capacity's share
+        # of the free speed, even when the night's demand is far below what is left.
+        speed = min(speed, free * (fx.capacity + 0.05))
     speed *= 1 + 0.04 * _wobble(seed, (key, "speed"), t, 300)
     flow = min(demand, usable * (0.96 + 0.03 * _smooth(seed, (key, "cap"), t, 300)))
     density = flow / lanes / max(speed, 3.0)  # vehicles per km and lane
