@@ -61,6 +61,7 @@ from citybrain.sdk import (
     Forbidden,
     NotFound,
     ProblemError,
+    UnitOfWork,
     ValidationFailed,
     mask_id_number,
     mask_phone,
@@ -1185,25 +1186,35 @@ def scan_overdue(ctx: AppContext, now: datetime | None = None) -> int:
                 )
             )
         )
-        session.add_all(
-            EventStep(
-                event_id=r.id,
-                action="overdue",
-                from_state=r.state,
-                to_state=r.state,
-                at=now,
-                by=SYSTEM.ref,
-                by_name="",
-                department_id=r.department_id,
-            )
-            for r in rows
-        )
-        for r in rows:
-            uow.record(
-                "update", f"command_event:{r.id}", {"overdue": False}, {"overdue": True, "supervised": True}
-            )
-        uow.emit_many([_changed(r, "overdue", r.state, now, SYSTEM.ref) for r in rows])
+        _flagged(uow, rows, "overdue", {"overdue": False}, {"overdue": True, "supervised": True}, now)
         return int(getattr(result, "rowcount", len(rows)) or len(rows))
+
+
+def _flagged(
+    uow: UnitOfWork,
+    rows: Sequence[CityEvent],
+    action: str,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    now: datetime,
+) -> None:
+    """A scan's flag on events: a timeline step, a ledger record and an EventChanged for each."""
+    uow.session.add_all(
+        EventStep(
+            event_id=r.id,
+            action=action,
+            from_state=r.state,
+            to_state=r.state,
+            at=now,
+            by=SYSTEM.ref,
+            by_name="",
+            department_id=r.department_id,
+        )
+        for r in rows
+    )
+    for r in rows:
+        uow.record("update", f"command_event:{r.id}", old, new)
+    uow.emit_many([_changed(r, action, r.state, now, SYSTEM.ref) for r in rows])
 
 
 def _limit_time(lim: taxonomy.Limit, office: tuple[Any, Any]) -> timedelta:
@@ -1255,22 +1266,7 @@ def scan_due_soon(ctx: AppContext, now: datetime | None = None) -> int:
         rows = list(
             session.scalars(select(e).where(e.id.in_(ids), e.due_soon.is_(True), e.updated_at == now))
         )
-        session.add_all(
-            EventStep(
-                event_id=r.id,
-                action="due_soon",
-                from_state=r.state,
-                to_state=r.state,
-                at=now,
-                by=SYSTEM.ref,
-                by_name="",
-                department_id=r.department_id,
-            )
-            for r in rows
-        )
-        for r in rows:
-            uow.record("update", f"command_event:{r.id}", {"due_soon": False}, {"due_soon": True})
-        uow.emit_many([_changed(r, "due_soon", r.state, now, SYSTEM.ref) for r in rows])
+        _flagged(uow, rows, "due_soon", {"due_soon": False}, {"due_soon": True}, now)
         return len(rows)
 
 
